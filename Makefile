@@ -1,0 +1,38 @@
+# The install path is the same for users, CI and the Docker images:
+#   make install  -> .venv with pinned torch, sam2 (hash-pinned sdist, no CUDA build), the project
+#   make test     -> install, start the services the tests need, run the whole suite
+#   make demo     -> install, index example photos, search them, serve the API
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+
+.PHONY: install test test-fast demo serve bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements/constraints.txt requirements/sam2.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip setuptools wheel
+	$(PIP) install -q -c requirements/constraints.txt torch==2.14.1 torchvision==0.29.1
+	$(PIP) install -q -c requirements/constraints.txt "numpy>=1.24" "pillow>=10" "tqdm>=4.66" "hydra-core>=1.3.2" "iopath>=0.1.10"
+	SAM2_BUILD_CUDA=0 $(PIP) install -q --no-build-isolation --no-deps --require-hashes -r requirements/sam2.txt
+	$(PIP) install -q -c requirements/constraints.txt -e ".[dev,postgres,eval]"
+	touch $(STAMP)
+
+test: install
+	bash .ci/services.sh
+	$(PY) -m pytest -ra $(PYTEST_ARGS)
+
+test-fast: install
+	$(PY) -m pytest -ra -m "not slow" $(PYTEST_ARGS)
+
+demo: install
+	$(VENV)/bin/regionsearch demo
+
+serve: install
+	$(VENV)/bin/regionsearch serve
+
+clean:
+	rm -rf $(VENV) regionsearch-data

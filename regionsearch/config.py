@@ -1,0 +1,309 @@
+"""Typed configuration with defaults, loaded from ``configs/*.yaml`` presets, files and env.
+
+A config is a tree of frozen dataclasses. Presets are partial YAML documents merged over the
+defaults; unknown keys are errors (a typo must not silently fall back to a default).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin, get_type_hints
+
+from .errors import ConfigError, UnknownNameError
+
+CropStrategy = Literal["box", "mask", "blur"]
+CROP_STRATEGIES = ("box", "mask", "blur")
+
+#: sam2 ``SAM2AutomaticMaskGenerator`` parameters of each named preset. ``None`` in the user's
+#: config means "take the preset's value".
+AMG_PRESETS: dict[str, dict[str, Any]] = {
+    "fast": dict(points_per_side=16, points_per_batch=256, pred_iou_thresh=0.8,
+                 stability_score_thresh=0.92, stability_score_offset=1.0, box_nms_thresh=0.7,
+                 crop_n_layers=0, crop_n_points_downscale_factor=1, min_mask_region_area=0,
+                 use_m2m=False, multimask_output=True),
+    "default": dict(points_per_side=32, points_per_batch=64, pred_iou_thresh=0.8,
+                    stability_score_thresh=0.95, stability_score_offset=1.0, box_nms_thresh=0.7,
+                    crop_n_layers=0, crop_n_points_downscale_factor=1, min_mask_region_area=0,
+                    use_m2m=False, multimask_output=True),
+    "dense": dict(points_per_side=64, points_per_batch=128, pred_iou_thresh=0.7,
+                  stability_score_thresh=0.92, stability_score_offset=0.7, box_nms_thresh=0.7,
+                  crop_n_layers=1, crop_n_points_downscale_factor=2, min_mask_region_area=25,
+                  use_m2m=True, multimask_output=True),
+}
+
+
+@dataclass(frozen=True)
+class SamConfig:
+    """SAM 2.1 source: a hub id (``facebook/sam2.1-hiera-tiny`` ...) *or* a local checkpoint.
+
+    ``config`` is a sam2 model YAML: a name inside the sam2 package
+    (``configs/sam2.1/sam2.1_hiera_t.yaml``) or a file path. It is inferred from the hub id or
+    the checkpoint's file name when omitted. Paths may use the ``tiny:`` scheme for the project's
+    own test models.
+    """
+
+    model: str | None = "facebook/sam2.1-hiera-tiny"
+    checkpoint: str | None = None
+    config: str | None = None
+    cache_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class ClipConfig:
+    """open_clip source: ``model`` is a built-in name (``ViT-B-32``), ``hf-hub:org/repo``,
+    ``local-dir:/path`` or a ``tiny:`` path; ``pretrained`` is a tag (``datacomp_xl_s13b_b90k``)
+    or a local weights file."""
+
+    model: str = "ViT-B-32"
+    pretrained: str | None = "datacomp_xl_s13b_b90k"
+    cache_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelsConfig:
+    sam: SamConfig = field(default_factory=SamConfig)
+    clip: ClipConfig = field(default_factory=ClipConfig)
+
+
+@dataclass(frozen=True)
+class SegmentConfig:
+    """Automatic mask generation. Each ``None`` takes the value of ``preset`` (see AMG_PRESETS)."""
+
+    preset: str = "default"
+    points_per_side: int | None = None
+    points_per_batch: int | None = None
+    pred_iou_thresh: float | None = None
+    stability_score_thresh: float | None = None
+    stability_score_offset: float | None = None
+    box_nms_thresh: float | None = None
+    crop_n_layers: int | None = None
+    crop_n_points_downscale_factor: int | None = None
+    min_mask_region_area: int | None = None
+    use_m2m: bool | None = None
+    multimask_output: bool | None = None
+    #: keep at most this many masks per image (best by predicted_iou * stability_score)
+    max_regions: int = 100
+    #: also store one region covering the whole image, so scene-level queries work
+    whole_image_region: bool = True
+
+    def amg_params(self) -> dict[str, Any]:
+        """The resolved sam2 AMG keyword arguments (preset values overridden by explicit ones)."""
+        if self.preset not in AMG_PRESETS:
+            raise UnknownNameError("AMG preset", self.preset, list(AMG_PRESETS))
+        params = dict(AMG_PRESETS[self.preset])
+        for key in params:
+            value = getattr(self, key)
+            if value is not None:
+                params[key] = value
+        return params
+
+
+@dataclass(frozen=True)
+class EmbedConfig:
+    """Region crops and CLIP encoding.
+
+    ``crop``: ``box`` (box + context), ``mask`` (background filled with the mean colour),
+    ``blur`` (background blurred outside the mask, with context). ``context`` is the padding
+    added around the box as a fraction of its larger side. Regions smaller than
+    ``min_region_area`` pixels are not embedded (and not stored).
+    """
+
+    crop: str = "blur"
+    context: float = 0.15
+    blur_sigma: float = 8.0
+    min_region_area: int = 64
+    batch_size: int = 32
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    """Vector index: ``factory`` is ``auto`` (flat -> HNSW -> IVF-PQ by size) or a faiss
+    factory string such as ``HNSW32,Flat``."""
+
+    factory: str = "auto"
+    save_every: int = 256
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """File discovery and decoding limits."""
+
+    max_pixels: int = 64_000_000
+    max_bytes: int = 256 * 1024 * 1024
+    extensions: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+    #: images per transaction
+    batch_images: int = 8
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    oversample: int = 4
+    text_cache_size: int = 1024
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration of one regionsearch pipeline."""
+
+    name: str = "default"
+    device: str = "auto"
+    models: ModelsConfig = field(default_factory=ModelsConfig)
+    segment: SegmentConfig = field(default_factory=SegmentConfig)
+    embed: EmbedConfig = field(default_factory=EmbedConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+
+    def __post_init__(self) -> None:
+        if self.embed.crop not in CROP_STRATEGIES:
+            raise UnknownNameError("crop strategy", self.embed.crop, CROP_STRATEGIES)
+        if self.segment.preset not in AMG_PRESETS:
+            raise UnknownNameError("AMG preset", self.segment.preset, list(AMG_PRESETS))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def pipeline_key(self) -> str:
+        """A short hash of everything that changes the stored regions or vectors of an image.
+
+        Re-indexing an image is skipped only when its content hash *and* this key match.
+        """
+        payload = {
+            "sam": dataclasses.asdict(self.models.sam) | {"cache_dir": None},
+            "clip": dataclasses.asdict(self.models.clip) | {"cache_dir": None},
+            "amg": self.segment.amg_params(),
+            "max_regions": self.segment.max_regions,
+            "whole": self.segment.whole_image_region,
+            "embed": {k: v for k, v in dataclasses.asdict(self.embed).items() if k != "batch_size"},
+        }
+        blob = json.dumps(payload, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    """Convert a YAML value to the annotated dataclass field type (recursively, strictly)."""
+    if is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a mapping, got {type(value).__name__}")
+        return _build(tp, value, where)
+    origin = get_origin(tp)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list")
+        return tuple(value)
+    args = [a for a in get_args(tp) if a is not type(None)]
+    if value is None:
+        return None
+    if tp is float or float in args:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if tp is int or int in args:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        return value
+    if tp is bool or bool in args:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value
+    if tp is str or str in args:
+        return str(value)
+    return value
+
+
+def _build(cls: type, data: dict[str, Any], where: str = "config") -> Any:
+    hints = get_type_hints(cls)
+    names = {f.name for f in fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {', '.join(sorted(unknown))} in {where}; valid keys: {', '.join(sorted(names))}"
+        )
+    kwargs = {k: _coerce(hints[k], v, f"{where}.{k}") for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def config_dirs() -> list[Path]:
+    """Where named presets are looked up: ``$REGIONSEARCH_CONFIG_DIR``, then the bundled presets."""
+    dirs = []
+    if os.environ.get("REGIONSEARCH_CONFIG_DIR"):
+        dirs.append(Path(os.environ["REGIONSEARCH_CONFIG_DIR"]))
+    dirs.append(Path(__file__).resolve().parent.parent / "configs")
+    try:
+        from importlib.resources import files
+
+        dirs.append(Path(str(files("regionsearch.configs"))))
+    except (ModuleNotFoundError, TypeError):
+        pass
+    return dirs
+
+
+def list_presets() -> list[str]:
+    names: set[str] = set()
+    for d in config_dirs():
+        if d.is_dir():
+            names.update(p.stem for p in d.glob("*.yaml"))
+    return sorted(names)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must contain a mapping at the top level")
+    return data
+
+
+def _resolve_preset(name_or_path: str) -> tuple[str, dict[str, Any]]:
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist")
+        data = _read_yaml(p)
+        default_name = p.stem
+    else:
+        for d in config_dirs():
+            candidate = d / f"{name_or_path}.yaml"
+            if candidate.is_file():
+                data = _read_yaml(candidate)
+                break
+        else:
+            raise UnknownNameError("config preset", name_or_path, list_presets())
+        default_name = name_or_path
+    parent = data.pop("extends", None)
+    if parent:
+        _, base = _resolve_preset(parent)
+        data = _merge(base, data)
+    data.setdefault("name", default_name)
+    return default_name, data
+
+
+def load_config(name_or_path: str | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Load a preset by name (``default``, ``tiny``, ...) or a YAML file, apply ``overrides``
+    (a nested dict), then the environment (``REGIONSEARCH_DEVICE``)."""
+    name = name_or_path or os.environ.get("REGIONSEARCH_CONFIG") or "default"
+    _, data = _resolve_preset(name)
+    if overrides:
+        data = _merge(data, overrides)
+    if os.environ.get("REGIONSEARCH_DEVICE"):
+        data["device"] = os.environ["REGIONSEARCH_DEVICE"]
+    return _build(Config, data)
