@@ -1,0 +1,330 @@
+"""The ``regionsearch`` command line.
+
+Exit codes: 0 success; 1 the command ran but some input failed (e.g. files that could not be
+indexed); 2 bad usage or a domain error (message on stderr, no traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from .errors import RegionSearchError
+
+app = typer.Typer(
+    name="regionsearch",
+    help=(
+        "Text search over image regions: SAM 2.1 segments every object of every image, CLIP "
+        "embeds each region, FAISS + SQL store them, and a text query returns ranked regions "
+        "with their masks.\n\nOffline? Add --config tiny to use the project's tiny models."
+    ),
+    no_args_is_help=False,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+_STATE: dict[str, Any] = {}
+
+ConfigOpt = Annotated[Optional[str], typer.Option(
+    "--config", "-c", help="Preset name (default, tiny, gpu; see configs/) or a YAML file. Env: REGIONSEARCH_CONFIG.")]
+DataDirOpt = Annotated[Optional[str], typer.Option(
+    "--data-dir", "-d", help="Data directory (SQLite + FAISS + manifest). Env: REGIONSEARCH_DATA_DIR. "
+    "Default: ./regionsearch-data")]
+DbOpt = Annotated[Optional[str], typer.Option(
+    "--db", help="Metadata database URL instead of the SQLite file in the data directory, e.g. "
+    "postgresql+psycopg://user@host/db. Env: REGIONSEARCH_DB.")]
+DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N, mps.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _engine(config: str | None, data_dir: str | None, db: str | None, device: str | None,
+            create: bool = True, **overrides: Any) -> Any:
+    from .config import load_config
+    from .engine import Engine
+
+    over: dict[str, Any] = {}
+    dev = device or _STATE.get("device")
+    if dev:
+        over["device"] = dev
+    for key, value in overrides.items():
+        if value is not None:
+            section, name = key.split("__", 1)
+            over.setdefault(section, {})
+            node = over[section]
+            *parents, leaf = name.split("__")
+            for p in parents:
+                node = node.setdefault(p, {})
+            node[leaf] = value
+    cfg = load_config(config or _STATE.get("config"), over)
+    return Engine(cfg, data_dir or _STATE.get("data_dir"), db or _STATE.get("db"), create=create)
+
+
+@app.callback(invoke_without_command=True)
+def main_callback(
+    ctx: typer.Context,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    db: DbOpt = None,
+    device: DeviceOpt = None,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging (-vv for debug).")] = 0,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    """Global options apply to every command (each command also accepts them)."""
+    logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)],
+                        format="%(levelname)s %(name)s: %(message)s")
+    _STATE.update(config=config, data_dir=data_dir, db=db, device=device)
+    if version:
+        from . import __version__
+
+        typer.echo(f"regionsearch {__version__}")
+        raise typer.Exit(0)
+    if ctx.invoked_subcommand is None:
+        from .config import load_config
+
+        try:
+            cfg = load_config(config)
+        except RegionSearchError as exc:
+            _fail(str(exc))
+        typer.echo(ctx.get_help())
+        sam = cfg.models.sam
+        typer.echo(f"\nactive config: {cfg.name} (device {cfg.device}); SAM 2.1: "
+                   f"{sam.checkpoint or sam.model}; CLIP: {cfg.models.clip.model} / {cfg.models.clip.pretrained}")
+
+
+@app.command()
+def index(
+    paths: Annotated[list[str], typer.Argument(help="Image files and/or folders (recursive).")],
+    config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None, device: DeviceOpt = None,
+    preset: Annotated[Optional[str], typer.Option("--preset", help="AMG preset: fast, default, dense.")] = None,
+    crop: Annotated[Optional[str], typer.Option("--crop", help="Crop strategy: box, mask, blur.")] = None,
+    sam_model: Annotated[Optional[str], typer.Option("--sam-model", help="SAM 2.1 hub id, e.g. facebook/sam2.1-hiera-small.")] = None,
+    sam_checkpoint: Annotated[Optional[str], typer.Option("--sam-checkpoint", help="Local SAM 2.1 checkpoint (.pt).")] = None,
+    sam_config: Annotated[Optional[str], typer.Option("--sam-config", help="sam2 model YAML for --sam-checkpoint.")] = None,
+    clip_model: Annotated[Optional[str], typer.Option("--clip-model", help="open_clip model name, hf-hub:org/repo or local-dir:PATH.")] = None,
+    clip_pretrained: Annotated[Optional[str], typer.Option("--clip-pretrained", help="open_clip pretrained tag or a local weights file.")] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Segment every object in every image, embed each region, store it (idempotent, resumable).
+
+    Re-running on the same files does no model work; moved files get their new path; changed
+    files are re-indexed. Files that cannot be read are recorded (see `info --errors`) and make
+    the exit code 1.
+    """
+    eng = _engine(config, data_dir, db, device, segment__preset=preset, embed__crop=crop,
+                  models__sam__model=sam_model, models__sam__checkpoint=sam_checkpoint,
+                  models__sam__config=sam_config, models__clip__model=clip_model,
+                  models__clip__pretrained=clip_pretrained)
+    with eng:
+        report = eng.index(paths, progress=progress and not as_json)
+    data = report.as_dict()
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+    else:
+        typer.echo(
+            f"{data['files']} files: {data['indexed']} indexed, {data['unchanged']} unchanged, "
+            f"{data['moved']} moved, {data['failed']} failed; {data['regions']} regions in "
+            f"{data['seconds']:.1f} s ({data['images_per_s']:.2f} images/s, {data['regions_per_s']:.1f} regions/s)"
+        )
+        st = data["stage_seconds"]
+        typer.echo("stage seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in st.items()))
+        for f in data["failures"][:20]:
+            typer.echo(f"  failed: {f['path']}: {f['reason']}", err=True)
+        if len(data["failures"]) > 20:
+            typer.echo(f"  ... and {len(data['failures']) - 20} more (regionsearch info --errors)", err=True)
+    raise typer.Exit(1 if report.failed else 0)
+
+
+@app.command()
+def search(
+    text: Annotated[str, typer.Argument(help="What to look for, e.g. \"red car\".")],
+    k: Annotated[int, typer.Option("-k", "--k", help="Number of hits.")] = 10,
+    as_json: JsonOpt = False,
+    per_image: Annotated[Optional[int], typer.Option("--per-image", help="At most N hits per image.")] = None,
+    path_prefix: Annotated[Optional[str], typer.Option("--path-prefix", help="Only images whose path starts with P.")] = None,
+    min_area: Annotated[Optional[float], typer.Option("--min-area", help="Minimum region area: a fraction of the image (<= 1) or pixels (> 1).")] = None,
+    min_score: Annotated[Optional[float], typer.Option("--min-score", help="Minimum similarity score.")] = None,
+    save: Annotated[Optional[Path], typer.Option("--save", help="Write one overlay PNG per hit into this folder.")] = None,
+    config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None, device: DeviceOpt = None,
+) -> None:
+    """Search indexed regions by text; prints ranked hits (or the JSON hit schema with --json)."""
+    from .search import SearchFilters
+
+    eng = _engine(config, data_dir, db, device)
+    filters = SearchFilters(path_prefix=_abs_prefix(path_prefix), min_area=min_area, min_score=min_score,
+                            per_image=per_image)
+    with eng:
+        hits = eng.search(text, k, filters)
+        if save is not None:
+            _save_overlays(hits, save, text)
+    if as_json:
+        typer.echo(json.dumps({"query": text, "hits": [h.to_json() for h in hits]}, indent=2))
+        return
+    if not hits:
+        typer.echo("no hits")
+        return
+    from .imageio import display_path
+
+    for rank, h in enumerate(hits, 1):
+        x, y, w, hh = h.bbox
+        typer.echo(f"{rank:3d}. {h.score:.4f}  {display_path(h.image_path)}  region {h.region_id} "
+                   f"[{h.kind}] box x={x:.0f} y={y:.0f} w={w:.0f} h={hh:.0f} area={h.area}")
+
+
+def _abs_prefix(prefix: str | None) -> str | None:
+    if prefix is None:
+        return None
+    return os.path.abspath(prefix) if not prefix.startswith("/") else prefix
+
+
+def _save_overlays(hits: list[Any], folder: Path, text: str) -> None:
+    from .imageio import load_image, path_from_db
+    from .render import overlay, to_png
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for rank, h in enumerate(hits, 1):
+        try:
+            img = load_image(path_from_db(h.image_path)).array
+        except RegionSearchError as exc:
+            typer.echo(f"  cannot render hit {rank}: {exc}", err=True)
+            continue
+        out = overlay(img, [h.mask], [h.bbox], [f"{h.score:.3f}"], title=f"{text!r} #{rank}")
+        (folder / f"{rank:03d}_region{h.region_id}.png").write_bytes(to_png(out))
+
+
+@app.command()
+def info(
+    as_json: JsonOpt = False,
+    errors: Annotated[bool, typer.Option("--errors", help="List the files that could not be indexed, with reasons.")] = False,
+    config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None,
+) -> None:
+    """Counts, models, index type, disk size and failed files of a data directory."""
+    eng = _engine(config, data_dir, db, None, create=False)
+    with eng:
+        data = eng.datadir.info()
+        failures = [{"path": f.path, "reason": f.error} for f in eng.datadir.failures()] if errors else None
+    if failures is not None:
+        data["failures"] = failures
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, default=str))
+        return
+    for key, value in data.items():
+        if key == "failures":
+            continue
+        typer.echo(f"{key}: {json.dumps(value, default=str) if isinstance(value, (dict, list)) else value}")
+    if failures is not None:
+        from .imageio import display_path
+
+        typer.echo(f"failed files ({len(failures)}):")
+        for f in failures:
+            typer.echo(f"  {display_path(f['path'])}: {f['reason']}")
+
+
+@app.command()
+def doctor(
+    repair: Annotated[bool, typer.Option("--repair", help="Fix what is found (from stored embeddings).")] = False,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None,
+) -> None:
+    """Check that the metadata store and the vector index agree exactly; --repair fixes them."""
+    eng = _engine(config, data_dir, db, None, create=False)
+    with eng:
+        report = eng.datadir.doctor(repair=repair)
+    data = report.as_dict() if hasattr(report, "as_dict") else dict(report)
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, default=str))
+    else:
+        for key, value in data.items():
+            typer.echo(f"{key}: {value}")
+    consistent = bool(data.get("consistent", False))
+    raise typer.Exit(0 if consistent or data.get("repaired") else 1)
+
+
+@app.command()
+def remove(
+    paths: Annotated[list[str], typer.Argument(help="Indexed image files (or folders) to remove.")],
+    config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None,
+) -> None:
+    """Remove images with their regions and vectors."""
+    from .imageio import path_to_db
+
+    eng = _engine(config, data_dir, db, None, create=False)
+    targets = [path_to_db(os.path.abspath(p)) for p in paths]
+    with eng:
+        n = eng.datadir.remove_paths(targets)
+        eng.datadir.save()
+    typer.echo(f"removed {n} image(s)")
+
+
+@app.command()
+def reindex(
+    factory: Annotated[Optional[str], typer.Option("--factory", help="faiss factory string, or auto.")] = None,
+    config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None,
+) -> None:
+    """Rebuild the vector index from stored embeddings (no SAM, no CLIP)."""
+    eng = _engine(config, data_dir, db, None, create=False)
+    with eng:
+        n = eng.datadir.reindex(factory)
+    typer.echo(f"rebuilt the vector index with {n} vectors")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
+    config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None, device: DeviceOpt = None,
+) -> None:
+    """Serve the search API and the web page."""
+    try:
+        from api.app import run_server
+    except ImportError as exc:
+        _fail(f"the API service is not available in this installation ({exc})")
+    run_server(host=host, port=port, config=config or _STATE.get("config"),
+               data_dir=data_dir or _STATE.get("data_dir"), db=db or _STATE.get("db"),
+               device=device or _STATE.get("device"))
+
+
+@app.command()
+def demo(
+    data_dir: DataDirOpt = None,
+    serve_after: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve the API afterwards.")] = True,
+    port: Annotated[int, typer.Option("--port")] = 8000,
+    config: ConfigOpt = None,
+) -> None:
+    """Index example photos, print the best regions for a few queries, then serve the API.
+
+    Uses the default real models; where the Hugging Face hub cannot be reached it says so and
+    runs the same demo with --config tiny on a generated shapes corpus.
+    """
+    from .demo import run_demo
+
+    run_demo(data_dir=data_dir or _STATE.get("data_dir"), serve=serve_after, port=port,
+             config=config or _STATE.get("config"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: domain errors become one line on stderr and exit code 2."""
+    try:
+        app(args=argv, standalone_mode=True)
+    except RegionSearchError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

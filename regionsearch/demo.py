@@ -1,0 +1,107 @@
+"""``regionsearch demo``: index example photos, show the best regions for a few queries, serve.
+
+With the default (real) models the corpus is scikit-image's sample photos. Where the Hugging
+Face hub cannot be reached, the same demo runs with ``--config tiny`` on a generated
+shapes-world corpus.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from .config import load_config
+from .errors import HubUnreachableError, MissingDependencyError, RegionSearchError
+
+log = logging.getLogger(__name__)
+
+PHOTO_QUERIES = ["an astronaut", "a cup of coffee", "a cat", "a rocket", "a flag"]
+SHAPES_QUERIES = ["red circle", "blue square", "yellow star", "green triangle", "purple hexagon"]
+SAMPLE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry")
+
+
+def write_sample_photos(folder: Path) -> list[Path]:
+    """Save scikit-image's bundled sample photos (no network) as PNG files."""
+    try:
+        from skimage import data as skdata
+    except ImportError as exc:
+        raise MissingDependencyError("scikit-image", "the demo's sample photos") from exc
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for name in SAMPLE_PHOTOS:
+        path = folder / f"{name}.png"
+        if not path.exists():
+            Image.fromarray(getattr(skdata, name)()).convert("RGB").save(path)
+        out.append(path)
+    return out
+
+
+def write_shapes_corpus(folder: Path, n: int = 24, seed: int = 7) -> list[Path]:
+    """Generate a small shapes-world corpus (PNG files)."""
+    from PIL import Image
+
+    from .testing.shapes import make_scenes
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i, scene in enumerate(make_scenes(n, seed=seed)):
+        path = folder / f"scene_{i:03d}.png"
+        if not path.exists():
+            Image.fromarray(scene.image).save(path)
+        out.append(path)
+    return out
+
+
+def _real_models_reachable(config_name: str | None) -> bool:
+    from .models.clip import load_clip
+    from .models.sam import resolve_sam_source
+
+    cfg = load_config(config_name)
+    try:
+        resolve_sam_source(cfg.models.sam)
+        load_clip(cfg.models.clip, cfg.device)
+        return True
+    except HubUnreachableError as exc:
+        print(f"The Hugging Face hub cannot be reached ({exc.__class__.__name__}); running the demo "
+              f"offline with --config tiny on a generated shapes corpus.", flush=True)
+        return False
+
+
+def run_demo(data_dir: str | None = None, serve: bool = True, port: int = 8000, config: str | None = None) -> None:
+    from .engine import Engine
+
+    base = Path(data_dir or os.environ.get("REGIONSEARCH_DATA_DIR") or "./regionsearch-data")
+    if config is None and not _real_models_reachable(None):
+        config = "tiny"
+    cfg = load_config(config)
+    if cfg.name == "tiny":
+        corpus, queries = write_shapes_corpus(base.parent / (base.name + "-corpus")), SHAPES_QUERIES
+        base = base.parent / (base.name + "-tiny")
+    else:
+        corpus, queries = write_sample_photos(base.parent / (base.name + "-corpus")), PHOTO_QUERIES
+    print(f"indexing {len(corpus)} images from {corpus[0].parent} into {base} (config {cfg.name})", flush=True)
+    with Engine(cfg, base) as eng:
+        report = eng.index([str(corpus[0].parent)])
+        print(f"{report.indexed} indexed, {report.unchanged} unchanged, {report.regions} regions, "
+              f"{report.seconds:.1f} s", flush=True)
+        for q in queries:
+            print(f"\n{q!r}:")
+            try:
+                hits = eng.search(q, k=3)
+            except RegionSearchError as exc:
+                print(f"  error: {exc}")
+                continue
+            for h in hits:
+                x, y, w, hh = h.bbox
+                print(f"  {h.score:.3f}  {Path(h.image_path).name}  box x={x:.0f} y={y:.0f} w={w:.0f} h={hh:.0f}")
+    if serve:
+        try:
+            from api.app import run_server
+        except ImportError:
+            print("\n(the API service is not part of this installation yet; skipping `serve`)")
+            return
+        print(f"\nserving on http://127.0.0.1:{port}/ (Ctrl-C to stop)", flush=True)
+        run_server(host="127.0.0.1", port=port, config=config, data_dir=str(base), db=None, device=None)

@@ -1,0 +1,80 @@
+"""Batched CLIP encoding of region crops and texts; vectors are L2-normalised float32."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..models.clip import ClipBundle
+
+
+class ClipEmbedder:
+    """``RegionEmbedder`` over an open_clip model.
+
+    ``embed_images`` takes square ``(S, S, 3)`` uint8 crops already at the model's input size
+    (see :func:`regionsearch.embed.crops.region_crop`); ``embed_texts`` caches recent texts.
+    """
+
+    def __init__(self, bundle: ClipBundle, batch_size: int = 32, text_cache_size: int = 1024):
+        self.bundle = bundle
+        self.dim = bundle.dim
+        self.image_size = bundle.image_size
+        self.batch_size = max(1, batch_size)
+        self._mean = np.asarray(bundle.mean, dtype=np.float32).reshape(1, 3, 1, 1)
+        self._std = np.asarray(bundle.std, dtype=np.float32).reshape(1, 3, 1, 1)
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_size = text_cache_size
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return self.bundle.name
+
+    def _to_tensor(self, crops: Sequence[np.ndarray]) -> Any:
+        import torch
+
+        arr = np.stack(crops).astype(np.float32).transpose(0, 3, 1, 2) / 255.0
+        arr = (arr - self._mean) / self._std
+        return torch.from_numpy(np.ascontiguousarray(arr)).to(self.bundle.device)
+
+    def embed_images(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """``(n, dim)`` float32 L2-normalised embeddings of uint8 HWC crops."""
+        import torch
+
+        if len(crops) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(crops), self.batch_size):
+                batch = self._to_tensor(crops[i:i + self.batch_size])
+                feats = self.bundle.model.encode_image(batch).float()
+                out.append(torch.nn.functional.normalize(feats, dim=-1).cpu().numpy())
+        return np.concatenate(out).astype(np.float32)
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """``(n, dim)`` float32 L2-normalised text embeddings (cached per text)."""
+        import torch
+
+        missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        if missing:
+            with torch.inference_mode():
+                tokens = self.bundle.tokenizer(missing).to(self.bundle.device)
+                feats = self.bundle.model.encode_text(tokens).float()
+                vecs = torch.nn.functional.normalize(feats, dim=-1).cpu().numpy().astype(np.float32)
+            with self._lock:
+                for text, vec in zip(missing, vecs):
+                    self._cache[text] = vec
+                    self._cache.move_to_end(text)
+                while len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+        with self._lock:
+            rows = []
+            for t in texts:
+                vec = self._cache.get(t)
+                if vec is None:  # evicted meanwhile by a concurrent caller
+                    return self.embed_texts(texts)
+                rows.append(vec)
+        return np.stack(rows) if rows else np.zeros((0, self.dim), dtype=np.float32)

@@ -1,0 +1,125 @@
+"""The per-image pipeline: segment (SAM 2.1) -> crops -> CLIP embeddings.
+
+Models load lazily, once per process (see :mod:`regionsearch.models.registry`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .config import Config
+from .masks import decode_rle
+from .types import Region
+
+
+@dataclass
+class StageTimes:
+    """Seconds spent per stage (accumulated)."""
+
+    decode: float = 0.0
+    segment: float = 0.0
+    embed: float = 0.0
+    write: float = 0.0
+    extra: dict[str, float] = field(default_factory=dict)
+
+    def add(self, other: "StageTimes") -> None:
+        self.decode += other.decode
+        self.segment += other.segment
+        self.embed += other.embed
+        self.write += other.write
+
+    def as_dict(self) -> dict[str, float]:
+        return {"decode": self.decode, "segment": self.segment, "embed": self.embed, "write": self.write}
+
+
+class Pipeline:
+    """Turns an ``HWC uint8 RGB`` image into regions and their embeddings."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self._lock = threading.Lock()
+        self._segmenter: Any = None
+        self._embedder: Any = None
+
+    @property
+    def device(self) -> str:
+        from .models.device import resolve_device
+
+        return resolve_device(self.config.device)
+
+    @property
+    def sam_model(self) -> Any:
+        from .models.sam import load_sam2
+
+        return load_sam2(self.config.models.sam, self.config.device)
+
+    @property
+    def segmenter(self) -> Any:
+        with self._lock:
+            if self._segmenter is None:
+                from .segment.amg import AutomaticSegmenter
+
+                self._segmenter = AutomaticSegmenter(self.sam_model, self.config.segment,
+                                                     min_region_area=self.config.embed.min_region_area)
+            return self._segmenter
+
+    @property
+    def embedder(self) -> Any:
+        with self._lock:
+            if self._embedder is None:
+                from .embed.clip import ClipEmbedder
+                from .models.clip import load_clip
+
+                bundle = load_clip(self.config.models.clip, self.config.device)
+                self._embedder = ClipEmbedder(bundle, self.config.embed.batch_size,
+                                              self.config.search.text_cache_size)
+            return self._embedder
+
+    def crops(self, image: np.ndarray, regions: list[Region]) -> list[np.ndarray]:
+        from .embed.crops import region_crop
+
+        cfg = self.config.embed
+        emb = self.embedder
+        out = []
+        for region in regions:
+            mask = None if region.kind == "whole" else decode_rle(region.rle)
+            out.append(region_crop(image, mask, region.bbox, cfg.crop, emb.image_size, cfg.context,
+                                   cfg.blur_sigma, emb.bundle.mean))
+        return out
+
+    def process(self, image: np.ndarray, times: StageTimes | None = None) -> tuple[list[Region], np.ndarray]:
+        """Segment ``image`` and embed every kept region; ``(regions, (n, dim) float32)``."""
+        t0 = time.perf_counter()
+        regions = self.segmenter.segment(image)
+        t1 = time.perf_counter()
+        vectors = self.embedder.embed_images(self.crops(image, regions))
+        t2 = time.perf_counter()
+        if times is not None:
+            times.segment += t1 - t0
+            times.embed += t2 - t1
+        return regions, vectors
+
+    def manifest(self) -> Any:
+        """The data-directory manifest describing this pipeline."""
+        from .datadir import Manifest
+
+        clip = self.config.models.clip
+        return Manifest(
+            embedder=clip.model,
+            pretrained=clip.pretrained,
+            dim=self.embedder.dim,
+            metric="ip",
+            index_factory=self.config.index.factory,
+            segmenter={"sam": dataclasses.asdict(self.config.models.sam) | {"cache_dir": None},
+                       "amg": self.config.segment.amg_params(),
+                       "max_regions": self.config.segment.max_regions,
+                       "whole_image_region": self.config.segment.whole_image_region},
+            crop=dataclasses.asdict(self.config.embed),
+            pipeline_key=self.config.pipeline_key(),
+        )

@@ -1,0 +1,95 @@
+"""Query -> ranked regions: vector top-k x oversample -> one SQL fetch -> filters -> hits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from .errors import InvalidRequestError
+from .types import SearchHit
+
+MAX_K = 1000
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    """Filters applied to candidate regions.
+
+    ``path_prefix``: image path starts with it. ``min_area``: minimum region area, as a fraction
+    of the image area when <= 1, else in pixels. ``min_score``: minimum similarity score of the
+    hit. ``per_image``: keep at most this many hits per image (best first). ``kinds``: region
+    kinds to keep (``mask``, ``whole``).
+    """
+
+    path_prefix: str | None = None
+    min_area: float | None = None
+    min_score: float | None = None
+    per_image: int | None = None
+    kinds: tuple[str, ...] | None = None
+
+    def validate(self) -> None:
+        if self.min_area is not None and self.min_area < 0:
+            raise InvalidRequestError("min_area must be >= 0")
+        if self.per_image is not None and self.per_image < 1:
+            raise InvalidRequestError("per_image must be >= 1")
+        if self.kinds is not None and not set(self.kinds) <= {"mask", "whole"}:
+            raise InvalidRequestError("kinds must be a subset of: mask, whole")
+
+
+def _passes(row: Any, score: float, f: SearchFilters) -> bool:
+    if f.min_score is not None and score < f.min_score:
+        return False
+    if f.kinds is not None and row.kind not in f.kinds:
+        return False
+    if f.min_area is not None:
+        if f.min_area <= 1.0:
+            total = float((row.width or 0) * (row.height or 0)) or 1.0
+            if row.area / total < f.min_area:
+                return False
+        elif row.area < f.min_area:
+            return False
+    return True
+
+
+def search_vector(datadir: Any, query: np.ndarray, k: int = 10, filters: SearchFilters | None = None,
+                  oversample: int = 4, exclude: Sequence[int] = ()) -> list[SearchHit]:
+    """Top ``k`` regions for one L2-normalised query vector, after filters.
+
+    Fetches ``k * oversample`` candidates, and more (x4 each round) while filters leave fewer
+    than ``k`` hits and the index has more to give.
+    """
+    if not 1 <= k <= MAX_K:
+        raise InvalidRequestError(f"k must be between 1 and {MAX_K}, got {k}")
+    f = filters or SearchFilters()
+    f.validate()
+    q = np.asarray(query, dtype=np.float32).reshape(1, -1)
+    total = max(1, len(datadir))
+    want = min(total, max(k * max(1, oversample), k) + len(exclude))
+    excluded = set(int(i) for i in exclude)
+    while True:
+        scores, ids = datadir.search_vectors(q, want)
+        pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0 and int(i) not in excluded]
+        rows = {r.region_id: r for r in datadir.fetch_regions([i for i, _ in pairs], path_prefix=f.path_prefix)}
+        hits: list[SearchHit] = []
+        per_image: dict[int, int] = {}
+        for rid, score in pairs:
+            row = rows.get(rid)
+            if row is None or not _passes(row, score, f):
+                continue
+            if f.per_image is not None:
+                if per_image.get(row.image_id, 0) >= f.per_image:
+                    continue
+                per_image[row.image_id] = per_image.get(row.image_id, 0) + 1
+            hits.append(SearchHit(
+                region_id=row.region_id, image_id=row.image_id, image_path=row.image_path, score=score,
+                bbox=tuple(row.bbox), area=row.area, mask=row.rle, predicted_iou=row.predicted_iou,  # type: ignore[arg-type]
+                stability_score=row.stability_score, kind=row.kind,
+            ))
+            if len(hits) >= k:
+                return hits
+        exhausted = len(ids[0]) == 0 or int((ids[0] >= 0).sum()) < want or want >= total
+        if exhausted:
+            return hits
+        want = min(total, want * 4)
