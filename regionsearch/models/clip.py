@@ -55,24 +55,43 @@ def _import_open_clip() -> Any:
     return open_clip
 
 
-def _resolve_model_name(name: str) -> str:
+HF_WEIGHT_NAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors",
+                   "open_clip_pytorch_model.bin", "open_clip_pytorch_model.pth")
+
+
+def _resolve_model_name(name: str, cache_dir: str | None) -> str:
+    """``tiny:`` and ``hf-hub:`` become ``local-dir:`` folders, so config, weights and tokenizer
+    all come from the same local files (open_clip's tokenizer lookup ignores ``cache_dir``)."""
     if name.startswith("tiny:"):
         from ..testing.tiny import tiny_path
 
         return "local-dir:" + str(tiny_path(name[len("tiny:"):]))
+    if name.startswith("hf-hub:"):
+        from ..errors import ModelLoadError
+        from .hub import hub_download
+
+        repo = name[len("hf-hub:"):]
+        config = hub_download(repo, "open_clip_config.json", cache_dir, "the CLIP config", _LOCAL_HINT)
+        for filename in HF_WEIGHT_NAMES[:-1]:
+            try:
+                hub_download(repo, filename, cache_dir, "the CLIP weights", _LOCAL_HINT)
+                return "local-dir:" + str(config.parent)
+            except ModelLoadError:
+                continue
+        hub_download(repo, HF_WEIGHT_NAMES[-1], cache_dir, "the CLIP weights", _LOCAL_HINT)
+        return "local-dir:" + str(config.parent)
     return name
 
 
 def _check_names(open_clip: Any, cfg: ClipConfig, model_name: str) -> str | None:
     """Validate built-in names and tags; return the ``pretrained`` argument for open_clip."""
-    if model_name.startswith(("hf-hub:", "local-dir:")):
-        if model_name.startswith("local-dir:"):
-            folder = Path(model_name[len("local-dir:"):]).expanduser()
-            if not (folder / "open_clip_config.json").is_file():
-                raise CheckpointNotFoundError(
-                    f"{folder} has no open_clip_config.json; a local-dir: CLIP model is a folder "
-                    f"with open_clip_config.json and open_clip_model.safetensors"
-                )
+    if model_name.startswith("local-dir:"):
+        folder = Path(model_name[len("local-dir:"):]).expanduser()
+        if not (folder / "open_clip_config.json").is_file():
+            raise CheckpointNotFoundError(
+                f"{folder} has no open_clip_config.json; a local-dir: CLIP model is a folder "
+                f"with open_clip_config.json and open_clip_model.safetensors"
+            )
         return None
     if model_name not in open_clip.list_models():
         raise UnknownNameError("CLIP model", model_name, open_clip.list_models())
@@ -104,7 +123,7 @@ def _load_clip(cfg: ClipConfig, dev: str) -> ClipBundle:
     import torch
 
     open_clip = _import_open_clip()
-    model_name = _resolve_model_name(cfg.model)
+    model_name = _resolve_model_name(cfg.model, cfg.cache_dir)
     pretrained = _check_names(open_clip, cfg, model_name)
     log.info("loading CLIP %s (%s) on %s", cfg.model, cfg.pretrained, dev)
     try:
@@ -113,6 +132,11 @@ def _load_clip(cfg: ClipConfig, dev: str) -> ClipBundle:
         )
     except RuntimeError as exc:
         text = str(exc)
+        if _is_hub_error(exc) or text.startswith("Failed to download"):
+            raise HubUnreachableError(
+                f"could not get CLIP weights {cfg.model}/{cfg.pretrained} from the Hugging Face hub "
+                f"(offline or unreachable); {_LOCAL_HINT}"
+            ) from exc
         if "size mismatch" in text or "Missing key" in text or "Unexpected key" in text:
             raise WeightsMismatchError(
                 f"CLIP weights {cfg.pretrained or cfg.model} do not fit model {cfg.model} "
