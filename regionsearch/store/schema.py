@@ -1,0 +1,91 @@
+"""SQLAlchemy 2.0 Core schema of the metadata store.
+
+SQL is the source of truth of a data directory: every region's float16 embedding is stored here,
+so the vector index can be rebuilt (``reindex``) or repaired after a crash without running SAM or
+CLIP again. Region ids are the vector ids of the index and are never reused (SQLite
+``AUTOINCREMENT``, PostgreSQL sequences).
+
+The Alembic migrations in :mod:`regionsearch.migrations` create exactly these tables; a change
+here needs a new migration.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+#: Version of this schema as recorded in the manifest (the Alembic revision is authoritative).
+SCHEMA_VERSION = 1
+
+#: ids are 64-bit on PostgreSQL and the rowid alias on SQLite (``INTEGER PRIMARY KEY``).
+IdType = BigInteger().with_variant(Integer, "sqlite")
+
+metadata = MetaData()
+
+images = Table(
+    "images",
+    metadata,
+    Column("id", IdType, primary_key=True, autoincrement=True),
+    Column("path", Text, nullable=False, unique=True),
+    Column("sha256", String(64), nullable=True, index=True),
+    Column("width", Integer, nullable=True),
+    Column("height", Integer, nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("error", Text, nullable=True),
+    Column("indexed_at", DateTime(timezone=True), nullable=False),
+    Column("pipeline_key", String(64), nullable=True),
+    Column("file_size", BigInteger, nullable=True),
+    Column("file_mtime", Float, nullable=True),
+    CheckConstraint("status IN ('indexed', 'failed')", name="ck_images_status"),
+    sqlite_autoincrement=True,
+)
+
+regions = Table(
+    "regions",
+    metadata,
+    Column("id", IdType, primary_key=True, autoincrement=True),
+    Column("image_id", IdType, ForeignKey("images.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("kind", String(8), nullable=False),
+    Column("x", Float, nullable=False),
+    Column("y", Float, nullable=False),
+    Column("w", Float, nullable=False),
+    Column("h", Float, nullable=False),
+    Column("area", BigInteger, nullable=False),
+    Column("rle_counts", Text, nullable=False),
+    Column("rle_h", Integer, nullable=False),
+    Column("rle_w", Integer, nullable=False),
+    Column("predicted_iou", Float, nullable=True),
+    Column("stability_score", Float, nullable=True),
+    CheckConstraint("kind IN ('whole', 'mask')", name="ck_regions_kind"),
+    sqlite_autoincrement=True,
+)
+
+embeddings = Table(
+    "embeddings",
+    metadata,
+    Column("region_id", IdType, ForeignKey("regions.id", ondelete="CASCADE"), primary_key=True,
+           autoincrement=False),
+    #: little-endian float16 bytes, ``dim * 2`` of them
+    Column("vector", LargeBinary, nullable=False),
+)
+
+#: key/value facts about the store itself (its identity, so a data dir can tell its own database
+#: from another one).
+store_meta = Table(
+    "store_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
