@@ -290,13 +290,8 @@ def _parse_bbox(raw: Any, where: str, source: str) -> tuple[float, float, float,
 
 
 def _has_segmentation(seg: Any) -> bool:
-    if seg is None:
-        return False
-    if isinstance(seg, list):
-        return len(seg) > 0
-    if isinstance(seg, Mapping):
-        return "counts" in seg
-    return False
+    # Anything but a missing / empty value counts, so a malformed one reaches _to_rle and is refused.
+    return not (seg is None or (isinstance(seg, (list, tuple, Mapping, str)) and len(seg) == 0))
 
 
 def _to_rle(seg: Any, img: CocoImage, where: str, source: str) -> dict[str, Any]:
@@ -315,13 +310,19 @@ def _to_rle(seg: Any, img: CocoImage, where: str, source: str) -> dict[str, Any]
         rle = mask_utils.merge(mask_utils.frPyObjects(polys, h, w))
     elif isinstance(seg, Mapping):
         size = seg.get("size")
-        if not isinstance(size, (list, tuple)) or len(size) != 2 or [int(size[0]), int(size[1])] != [h, w]:
+        if not isinstance(size, (list, tuple)) or len(size) != 2 or list(size) != [h, w]:
             raise ConfigError(
                 f"{source}: {where} has an RLE of size {size!r}, but its image is {h}x{w} (height x width)"
             )
         counts = seg.get("counts")
+        if counts is None:
+            raise ConfigError(f"{source}: {where} has an RLE without counts")
         if isinstance(counts, list):
-            rle = mask_utils.frPyObjects(dict(seg), h, w)
+            if not all(isinstance(c, int) and c >= 0 for c in counts) or sum(counts) != h * w:
+                raise ConfigError(
+                    f"{source}: {where} has an uncompressed RLE whose counts do not sum to {h}x{w} pixels"
+                )
+            rle = mask_utils.frPyObjects({"size": [h, w], "counts": list(counts)}, h, w)
         elif isinstance(counts, (str, bytes)):
             rle = {"size": [h, w], "counts": counts}
         else:
