@@ -242,14 +242,16 @@ def doctor(
     eng = _engine(config, data_dir, db, None, create=False)
     with eng:
         report = eng.datadir.doctor(repair=repair)
-    data = report.as_dict() if hasattr(report, "as_dict") else dict(report)
+    data = report.to_json()
     if as_json:
         typer.echo(json.dumps(data, indent=2, default=str))
     else:
         for key, value in data.items():
+            if isinstance(value, list) and len(value) > 10:
+                value = f"{len(value)} ids, e.g. {value[:10]}"
             typer.echo(f"{key}: {value}")
-    consistent = bool(data.get("consistent", False))
-    raise typer.Exit(0 if consistent or data.get("repaired") else 1)
+        typer.echo("consistent" if report.ok else ("repaired" if report.repaired else "INCONSISTENT: run doctor --repair"))
+    raise typer.Exit(0 if report.ok or report.repaired else 1)
 
 
 @app.command()
@@ -278,6 +280,68 @@ def reindex(
     with eng:
         n = eng.datadir.reindex(factory)
     typer.echo(f"rebuilt the vector index with {n} vectors")
+
+
+@app.command("eval")
+def eval_(
+    coco: Annotated[Path, typer.Option("--coco", help="COCO instances annotations JSON.")],
+    images: Annotated[Path, typer.Option("--images", help="Folder the annotations' file_name entries are relative to.")],
+    config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None, device: DeviceOpt = None,
+    templates: Annotated[Optional[Path], typer.Option("--templates", help="Prompt templates, one per line with {} for the category name (averaged in embedding space). Default: 'a photo of a {}.'")] = None,
+    k: Annotated[str, typer.Option("--k", help="Comma-separated cut-offs for P@k and R@k.")] = "1,5,10,100",
+    depth: Annotated[int, typer.Option("--depth", help="Ranked regions per category used for AP.")] = 1000,
+    include_whole: Annotated[bool, typer.Option("--include-whole/--masks-only", help="Also rank whole-image regions.")] = False,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Folder for eval.json and the PNG plots (default: <data-dir>/eval).")] = None,
+    compare_crops: Annotated[Optional[str], typer.Option("--compare-crops", help="Comparison mode: crop strategies, e.g. box,mask,blur.")] = None,
+    compare_presets: Annotated[Optional[str], typer.Option("--compare-presets", help="Comparison mode: AMG presets, e.g. fast,default.")] = None,
+    plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write PR-curve and per-category PNG plots.")] = True,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Measure text-to-region retrieval on a COCO-format dataset: P@k, R@k, AP per category and
+    the segmentation ceiling (GT instances covered by any region at IoU >= 0.5).
+
+    Indexes the images into the data directory (or reuses it). With --compare-crops and/or
+    --compare-presets, runs every combination into its own data directory and prints them side
+    by side with indexing time.
+    """
+    from .config import load_config
+    from .evaluation.report import print_table, write_json, write_plots
+    from .evaluation.run import format_comparison, load_templates, run_eval, write_runs_json
+
+    try:
+        ks = tuple(int(x) for x in k.split(",") if x.strip())
+    except ValueError:
+        _fail(f"--k must be comma-separated integers, got {k!r}")
+    tmpl = load_templates(templates)
+    base_dir = Path(data_dir or _STATE.get("data_dir") or os.environ.get("REGIONSEARCH_DATA_DIR") or "./regionsearch-data")
+    out_dir = out or (base_dir / "eval")
+    over: dict[str, Any] = {"device": device or _STATE.get("device")} if (device or _STATE.get("device")) else {}
+    cfg_name = config or _STATE.get("config")
+    if compare_crops or compare_presets:
+        base = load_config(cfg_name, over)
+        crops = [c.strip() for c in (compare_crops or base.embed.crop).split(",") if c.strip()]
+        presets = [p.strip() for p in (compare_presets or base.segment.preset).split(",") if p.strip()]
+        runs = []
+        for crop, preset in [(c, p) for c in crops for p in presets]:
+            cfg = load_config(cfg_name, {**over, "embed": {"crop": crop}, "segment": {"preset": preset}})
+            name = f"crop={crop} preset={preset}"
+            typer.echo(f"== {name}", err=True)
+            runs.append(run_eval(coco, images, cfg, base_dir / f"eval-{crop}-{preset}", tmpl, ks, depth,
+                                 include_whole, progress, name=name, db_url=db))
+        typer.echo(format_comparison(runs, [x for x in ks if x <= 10] or ks[:1]))
+        path = write_runs_json(runs, out_dir / "compare.json")
+        typer.echo(f"wrote {path}")
+        return
+    cfg = load_config(cfg_name, over)
+    run = run_eval(coco, images, cfg, base_dir, tmpl, ks, depth, include_whole, progress, db_url=db)
+    print_table(run.summary)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run.summary, out_dir / "eval.json", extra={"templates": list(tmpl), "config": run.config,
+                                                          "index_seconds": run.index_seconds})
+    written = [str(out_dir / "eval.json")]
+    if plots:
+        written += [str(p) for p in write_plots(run.summary, out_dir)]
+    typer.echo("wrote " + ", ".join(written))
 
 
 @app.command()
@@ -316,6 +380,11 @@ def demo(
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: domain errors become one line on stderr and exit code 2."""
+    import warnings
+
+    # third-party deprecation chatter (torch.jit in sam2, ...) is not for end users
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
     try:
         app(args=argv, standalone_mode=True)
     except RegionSearchError as exc:

@@ -146,8 +146,7 @@ def _to_rgb(img: "Image.Image") -> np.ndarray:  # type: ignore[name-defined]  # 
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         img = Image.alpha_composite(background, rgba)
-    arr = np.asarray(img.convert("RGB"), dtype=np.uint8)
-    return np.ascontiguousarray(arr)
+    return np.array(img.convert("RGB"), dtype=np.uint8)  # a writable copy (torch warns on read-only)
 
 
 def load_image(path: str | os.PathLike[str], max_pixels: int = 64_000_000,

@@ -45,7 +45,7 @@ def _passes(row: Any, score: float, f: SearchFilters) -> bool:
         return False
     if f.min_area is not None:
         if f.min_area <= 1.0:
-            total = float((row.width or 0) * (row.height or 0)) or 1.0
+            total = float((row.image_width or 0) * (row.image_height or 0)) or 1.0
             if row.area / total < f.min_area:
                 return False
         elif row.area < f.min_area:
@@ -65,7 +65,7 @@ def search_vector(datadir: Any, query: np.ndarray, k: int = 10, filters: SearchF
     f = filters or SearchFilters()
     f.validate()
     q = np.asarray(query, dtype=np.float32).reshape(1, -1)
-    total = max(1, len(datadir))
+    total = max(1, len(datadir.index))
     want = min(total, max(k * max(1, oversample), k) + len(exclude))
     excluded = set(int(i) for i in exclude)
     while True:
@@ -82,11 +82,7 @@ def search_vector(datadir: Any, query: np.ndarray, k: int = 10, filters: SearchF
                 if per_image.get(row.image_id, 0) >= f.per_image:
                     continue
                 per_image[row.image_id] = per_image.get(row.image_id, 0) + 1
-            hits.append(SearchHit(
-                region_id=row.region_id, image_id=row.image_id, image_path=row.image_path, score=score,
-                bbox=tuple(row.bbox), area=row.area, mask=row.rle, predicted_iou=row.predicted_iou,  # type: ignore[arg-type]
-                stability_score=row.stability_score, kind=row.kind,
-            ))
+            hits.append(row.to_hit(score))
             if len(hits) >= k:
                 return hits
         exhausted = len(ids[0]) == 0 or int((ids[0] >= 0).sum()) < want or want >= total
