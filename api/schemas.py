@@ -1,0 +1,182 @@
+"""Request and response bodies of the HTTP API (the OpenAPI schema is generated from these).
+
+Conventions: boxes in responses are ``XYWH`` pixels (as everywhere in regionsearch); boxes in
+segmentation prompts are ``XYXY`` pixels (as SAM takes them); masks are COCO RLE
+``{"size": [h, w], "counts": str}``; scores are cosine similarities (search) or SAM's predicted
+IoU (segmentation).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ErrorBody(BaseModel):
+    """Every error: a one-sentence message; validation errors add ``detail``."""
+
+    error: str
+    detail: Optional[list[dict[str, Any]]] = None
+
+
+class RLE(BaseModel):
+    size: list[int] = Field(description="[height, width] in pixels")
+    counts: str = Field(description="COCO compressed RLE counts")
+
+
+class SearchFiltersIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path_prefix: Optional[str] = Field(default=None, max_length=4096,
+                                       description="only images whose stored path starts with this string")
+    min_area: Optional[float] = Field(default=None, ge=0,
+                                      description="minimum region area: fraction of the image (<= 1) or pixels (> 1)")
+    min_score: Optional[float] = Field(default=None, ge=-1, le=1, description="minimum similarity score")
+    per_image: Optional[int] = Field(default=None, ge=1, le=1000, description="at most this many hits per image")
+
+
+class SearchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(description="what to look for, e.g. 'red car'")
+    k: int = Field(default=10, description="number of hits (1..max_k of the service)")
+    filters: SearchFiltersIn = Field(default_factory=SearchFiltersIn)
+
+
+class Hit(BaseModel):
+    """The hit schema shared with the CLI (``SearchHit.to_json``)."""
+
+    region_id: int
+    image_id: int
+    image_path: str
+    score: float
+    bbox: list[float] = Field(description="XYWH pixels")
+    area: int
+    mask: RLE
+    predicted_iou: Optional[float]
+    stability_score: Optional[float]
+    kind: Literal["mask", "whole"]
+
+
+class SearchResponse(BaseModel):
+    query: Union[str, dict[str, Any]] = Field(description="the query text, or a description of an image/region query")
+    hits: list[Hit]
+
+
+class RegionOut(BaseModel):
+    region_id: int
+    image_id: int
+    image_path: str
+    bbox: list[float] = Field(description="XYWH pixels")
+    area: int
+    mask: RLE
+    predicted_iou: Optional[float]
+    stability_score: Optional[float]
+    kind: Literal["mask", "whole"]
+    image_width: Optional[int]
+    image_height: Optional[int]
+
+
+class ImageOut(BaseModel):
+    image_id: int
+    path: str
+    sha256: str
+    width: Optional[int]
+    height: Optional[int]
+    status: str
+    error: Optional[str]
+    regions: list[RegionOut]
+
+
+class SegmentRequest(BaseModel):
+    """A SAM 2.1 prompt on an indexed image (``image_id``) or on an image sent earlier
+    (``image_key`` from an earlier response, while its features are cached)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image_id: Optional[int] = Field(default=None, description="an indexed image")
+    image_key: Optional[str] = Field(default=None, max_length=64, pattern="^[0-9a-f]{64}$",
+                                     description="content hash returned by an earlier segment call")
+    points: Optional[list[list[float]]] = Field(default=None, description="[[x, y], ...] pixels")
+    labels: Optional[list[int]] = Field(default=None, description="one per point: 1 foreground, 0 background")
+    box: Optional[Union[list[float], list[list[float]]]] = Field(
+        default=None, description="[x0, y0, x1, y1] pixels, or a list of such boxes (one result set per box)")
+    mask_input: Optional[str] = Field(
+        default=None, max_length=64, pattern="^[0-9a-f]{1,64}$",
+        description="logits_id of a mask returned by an earlier call on the same image: its low-res "
+                    "logits (kept server-side) are the mask prompt, for refinement")
+    multimask_output: bool = Field(default=True, description="three candidates sorted by score, else one")
+
+
+class MaskOut(BaseModel):
+    rle: RLE
+    score: float = Field(description="SAM's predicted IoU")
+    bbox: list[float] = Field(description="XYWH pixels")
+    area: int
+    prompt_index: int = Field(description="index of the box this mask answers (0 without boxes)")
+    logits_id: str = Field(description="handle of this mask's low-res logits; pass as mask_input to refine")
+
+
+class SegmentResponse(BaseModel):
+    image_key: str = Field(description="content hash of the image; use it as image_key in later prompts")
+    image_id: Optional[int]
+    width: int
+    height: int
+    cached: bool = Field(description="the image embedding was reused from the cache")
+    masks: list[MaskOut] = Field(description="per prompt, best score first")
+    timings: dict[str, float] = Field(description="milliseconds per stage")
+
+
+class SegmentTextRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    image_id: Optional[int] = None
+    image_key: Optional[str] = Field(default=None, max_length=64, pattern="^[0-9a-f]{64}$")
+    text: str
+    k: int = 10
+
+
+class CandidateOut(BaseModel):
+    score: float = Field(description="cosine similarity to the text")
+    bbox: list[float] = Field(description="XYWH pixels")
+    area: int
+    mask: RLE
+    predicted_iou: Optional[float]
+    stability_score: Optional[float]
+    kind: Literal["mask", "whole"]
+
+
+class SegmentTextResponse(BaseModel):
+    query: str
+    image_key: str
+    image_id: Optional[int]
+    width: int
+    height: int
+    regions: list[CandidateOut]
+    timings: dict[str, float]
+
+
+class UploadResponse(BaseModel):
+    image_id: int
+    sha256: str
+    status: Literal["indexed", "unchanged"]
+    regions: int
+    width: Optional[int]
+    height: Optional[int]
+
+
+class DeleteResponse(BaseModel):
+    deleted: int
+    image_id: int
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Ready(BaseModel):
+    ready: bool
+    models: dict[str, bool]
+    index: dict[str, Any]
+    writes_enabled: bool
