@@ -1,0 +1,187 @@
+"""Every read endpoint against a small indexed data dir (tiny preset), and their 4xx cases."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+from .conftest import png_bytes
+
+HIT_KEYS = {"region_id", "image_id", "image_path", "score", "bbox", "area", "mask", "predicted_iou",
+            "stability_score", "kind"}
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as img:
+        assert img.format == "PNG"
+        return img.size
+
+
+def test_health_ready_metrics(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    r = client.get("/readyz")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["ready"] and body["models"] == {"clip": True, "sam": True}
+    assert body["index"]["images_indexed"] >= 4 and body["index"]["vectors"] >= 4
+    m = client.get("/metrics")
+    assert m.status_code == 200 and "regionsearch_http_requests_total" in m.text
+    assert 'route="/readyz"' in m.text
+
+
+def test_search_matches_cli_schema(client, indexed_dir):
+    from regionsearch.config import load_config
+    from regionsearch.engine import Engine
+
+    r = client.post("/v1/search", json={"text": "red circle", "k": 3})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["query"] == "red circle" and 1 <= len(body["hits"]) <= 3
+    assert all(set(h) == HIT_KEYS for h in body["hits"])
+    scores = [h["score"] for h in body["hits"]]
+    assert scores == sorted(scores, reverse=True)
+    with Engine(load_config("tiny"), indexed_dir, readonly=True) as eng:
+        expected = [h.to_json() for h in eng.search("red circle", 3)]
+    assert [h["region_id"] for h in body["hits"]] == [h["region_id"] for h in expected]
+    np.testing.assert_allclose(scores, [h["score"] for h in expected], rtol=1e-5, atol=1e-6)
+
+
+def test_search_filters(client):
+    r = client.post("/v1/search", json={"text": "blue square", "k": 10, "filters": {"per_image": 1}})
+    assert r.status_code == 200
+    ids = [h["image_id"] for h in r.json()["hits"]]
+    assert len(ids) == len(set(ids))
+    r = client.post("/v1/search", json={"text": "blue square", "k": 10, "filters": {"min_score": 1.0}})
+    assert r.status_code == 200 and r.json()["hits"] == []
+    r = client.post("/v1/search", json={"text": "x", "k": 10, "filters": {"path_prefix": "/nonexistent/"}})
+    assert r.status_code == 200 and r.json()["hits"] == []
+
+
+@pytest.mark.parametrize("body,fragment", [
+    ({"text": "red", "k": 0}, "k must be between 1 and 50"),
+    ({"text": "red", "k": 51}, "k must be between 1 and 50"),
+    ({"text": "r" * 201, "k": 5}, "longer than 200"),
+    ({"text": "   ", "k": 5}, "empty"),
+    ({"k": 5}, "text"),
+    ({"text": "red", "k": 5, "filters": {"per_image": 0}}, "per_image"),
+    ({"text": "red", "k": 5, "bogus": 1}, "bogus"),
+])
+def test_search_bad_requests(client, body, fragment):
+    r = client.post("/v1/search", json=body)
+    assert r.status_code == 422
+    assert fragment in r.json()["error"]
+
+
+def test_search_bad_json(client):
+    r = client.post("/v1/search", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 422 and "error" in r.json()
+
+
+def test_region_and_image_views(client, first_ids, scenes):
+    rid, iid = first_ids["region"], first_ids["image"]
+    region = client.get(f"/v1/regions/{rid}").json()
+    assert region["region_id"] == rid and region["image_id"] == iid
+    assert region["mask"]["size"] == [region["image_height"], region["image_width"]]
+    crop = client.get(f"/v1/regions/{rid}/crop.png", params={"size": 64})
+    assert crop.status_code == 200 and crop.headers["content-type"] == "image/png"
+    assert max(_png_size(crop.content)) <= 64
+    image = client.get(f"/v1/images/{iid}").json()
+    assert image["status"] == "indexed" and any(r["region_id"] == rid for r in image["regions"])
+    f = client.get(f"/v1/images/{iid}/file")
+    assert f.status_code == 200 and f.headers["content-type"] == "image/png"
+    assert f.content in {png_bytes(s.image) for s in scenes}
+    ov = client.get(f"/v1/images/{iid}/overlay.png", params={"regions": str(rid)})
+    assert ov.status_code == 200 and _png_size(ov.content) == (image["width"], image["height"])
+    assert client.get(f"/v1/images/{iid}/overlay.png").status_code == 200
+
+
+def test_similar(client, first_ids):
+    rid = first_ids["region"]
+    r = client.get(f"/v1/regions/{rid}/similar", params={"k": 3})
+    assert r.status_code == 200
+    hits = r.json()["hits"]
+    assert hits and rid not in [h["region_id"] for h in hits]
+    assert client.get(f"/v1/regions/{rid}/similar", params={"k": 0}).status_code == 422
+
+
+def test_search_image(client, scenes):
+    data = png_bytes(scenes[0].image)
+    r = client.post("/v1/search/image", files={"file": ("q.png", data, "image/png")}, data={"k": "2"})
+    assert r.status_code == 200, r.text
+    assert len(r.json()["hits"]) == 2 and r.json()["query"]["kind"] == "image"
+    r = client.post("/v1/search/image", files={"file": ("q.png", data, "image/png")},
+                    data={"k": "2", "box": "10,10,120,120"})
+    assert r.status_code == 200 and r.json()["query"]["box"] == [10, 10, 120, 120]
+    bad = client.post("/v1/search/image", files={"file": ("q.png", data, "image/png")}, data={"box": "5,5,1,1"})
+    assert bad.status_code == 422 and "box" in bad.json()["error"]
+
+
+@pytest.mark.parametrize("url", [
+    "/v1/regions/999999", "/v1/regions/999999/crop.png", "/v1/regions/999999/similar",
+    "/v1/images/999999", "/v1/images/999999/file", "/v1/images/999999/overlay.png",
+])
+def test_unknown_ids_404(client, url):
+    r = client.get(url)
+    assert r.status_code == 404
+    assert "999999" in r.json()["error"]
+
+
+def test_overlay_foreign_region_404(client, first_ids):
+    other = client.get(f"/v1/images/{first_ids['image']}").json()
+    r = client.get(f"/v1/images/{first_ids['image']}/overlay.png", params={"regions": "999999"})
+    assert r.status_code == 404 and other
+
+
+@pytest.mark.parametrize("url", [
+    "/v1/images/..%2F..%2Fetc%2Fpasswd/file",
+    "/v1/images/../../etc/passwd/file",
+    "/v1/images/1%2F..%2F..%2F/file",
+    "/v1/regions/1%2F..%2F..%2F",
+    "/v1/regions/..%2F..%2Fetc%2Fpasswd/crop.png",
+    "/v1/images/%2Fetc%2Fpasswd",
+    "/v1/images/-1/file",
+    "/v1/images/1.5/file",
+    "/v1/images/99999999999999999999999/file",
+    "/static/..%2F..%2F..%2Fetc%2Fpasswd",
+    "/static/../app.py",
+    "/v1/images/1/overlay.png?regions=..%2F..%2Fetc%2Fpasswd",
+])
+def test_path_traversal_rejected(client, url):
+    r = client.get(url)
+    assert 400 <= r.status_code < 500, (url, r.status_code)
+    assert b"root:" not in r.content and b"import" not in r.content
+
+
+def test_errors_never_leak_tracebacks(client, monkeypatch):
+    state = client.app.state.service
+
+    def boom(*a, **k):
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr(state.engine, "text_vector", boom)
+    r = client.post("/v1/search", json={"text": "red", "k": 2})
+    assert r.status_code == 500 and r.json() == {"error": "internal error"}
+    assert "secret" not in r.text and "Traceback" not in r.text
+
+
+def test_request_too_large_is_413(client):
+    r = client.post("/v1/search", content=b"x" * 3_200_000, headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "limit" in r.json()["error"]
+
+
+def test_openapi_documents_v1(client):
+    spec = client.get("/openapi.json").json()
+    for path in ("/v1/search", "/v1/search/image", "/v1/regions/{region_id}/similar", "/v1/segment",
+                 "/v1/segment/text", "/v1/images", "/v1/images/{image_id}/overlay.png"):
+        assert path in spec["paths"]
+    assert "multipart/form-data" in spec["paths"]["/v1/segment"]["post"]["requestBody"]["content"]
+
+
+def test_web_page_served(client):
+    r = client.get("/")
+    assert r.status_code == 200 and "text/html" in r.headers["content-type"]
+    assert client.get("/static/app.js").status_code == 200
