@@ -158,7 +158,7 @@ def _segment(state: ServiceState, req: SegmentRequest, data: bytes | None) -> di
                         "total_ms": round((t3 - t0) * 1000, 3)}}
 
 
-@router.post("/segment", response_model=SegmentResponse, responses=errors(404, 413, 415, 422, 503),
+@router.post("/segment", response_model=SegmentResponse, responses=errors(400, 404, 413, 415, 422, 503),
              openapi_extra=_body_doc(SegmentRequest, "the prompt as JSON: points, labels, box, mask_input, "
                                                      "multimask_output (see the JSON body schema)"))
 async def segment(request: Request, state: State) -> dict:
@@ -212,7 +212,7 @@ def _segment_text(state: ServiceState, req: SegmentTextRequest, data: bytes | No
                         "rank_ms": round((t3 - t2) * 1000, 3)}}
 
 
-@router.post("/segment/text", response_model=SegmentTextResponse, responses=errors(404, 413, 415, 422, 503),
+@router.post("/segment/text", response_model=SegmentTextResponse, responses=errors(400, 404, 413, 415, 422, 503),
              openapi_extra=_body_doc(SegmentTextRequest, "JSON: text, k"))
 async def segment_text(request: Request, state: State) -> dict:
     """All regions of one image (SAM 2.1 automatic masks), ranked by CLIP similarity to ``text``."""
