@@ -46,12 +46,13 @@ class EvalRun:
 
     name: str
     summary: EvalSummary
-    index_seconds: float
+    index_seconds: float | None
     regions: int
     config: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "index_seconds": round(self.index_seconds, 3), "regions": self.regions,
+        seconds = None if self.index_seconds is None else round(self.index_seconds, 3)
+        return {"name": self.name, "index_seconds": seconds, "regions": self.regions,
                 "config": self.config, "summary": self.summary.to_json()}
 
 
@@ -126,9 +127,8 @@ def run_eval(coco: str | os.PathLike[str], images: str | os.PathLike[str], confi
         seconds = time.perf_counter() - t0
         summary = evaluate(engine, ds, images_dir, templates, ks, depth, include_whole)
         regions = int(engine.datadir.info().get("regions", 0))
-    if report.indexed == 0:
-        seconds = float("nan")  # reused an existing data directory: no indexing time to report
-    return EvalRun(name=name or config.name, summary=summary, index_seconds=seconds, regions=regions,
+    index_seconds = seconds if report.indexed else None  # None: reused an existing data directory
+    return EvalRun(name=name or config.name, summary=summary, index_seconds=index_seconds, regions=regions,
                    config={"crop": config.embed.crop, "preset": config.segment.preset, "preset_params":
                            config.segment.amg_params(), "config": config.name})
 
@@ -144,7 +144,8 @@ def format_comparison(runs: Sequence[EvalRun], k_show: Sequence[int] = (1, 5, 10
     for r in runs:
         s = r.summary
         ceiling = s.ceiling.fraction if s.ceiling is not None else float("nan")
-        lines.append([r.name, f"{r.index_seconds:.1f}", str(r.regions), f"{s.mean_ap:.3f}"]
+        seconds = "reused" if r.index_seconds is None else f"{r.index_seconds:.1f}"
+        lines.append([r.name, seconds, str(r.regions), f"{s.mean_ap:.3f}"]
                      + [f"{s.mean_precision_at.get(k, float('nan')):.3f}" for k in k_show]
                      + [f"{s.mean_recall_at.get(k, float('nan')):.3f}" for k in k_show] + [f"{ceiling:.3f}"])
     widths = [max(len(row[i]) for row in lines) for i in range(len(head))]

@@ -80,7 +80,7 @@ def write_hostile_corpus(folder: str | os.PathLike[str]) -> dict[str, str]:
     webp = io.BytesIO()
     frames[0].save(webp, format="WEBP", save_all=True, append_images=frames[1:], duration=100)
     put("animated.webp", webp.getvalue(), "ok")
-    put("ünïcødé 图像.png", good_png, "ok")
+    put("ünïcødé 图像.png", _png(Image.fromarray(_scene(7))), "ok")
     raw = os.path.join(os.fsencode(root), b"latin1_\xe9t\xe9.png")
     with open(raw, "wb") as fh:
         fh.write(_png(Image.fromarray(_scene(5))))

@@ -1,0 +1,82 @@
+"""End to end with the tiny *trained* models (no mocks): index held-out shapes scenes, search
+every colour x shape caption, check the returned masks against the exact ground truth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from regionsearch.masks import decode_rle, mask_iou
+from regionsearch.testing.shapes import CLASSES
+
+from .conftest import scene_paths
+
+pytestmark = pytest.mark.slow
+
+
+def _precision_at_5(engine, scenes, root):
+    by_path = dict(zip(scene_paths(root, len(scenes)), scenes))
+    out = {}
+    for caption in CLASSES:
+        hits = engine.search(caption, k=5)
+        good = 0
+        for h in hits:
+            scene = by_path[h.image_path]
+            mask = decode_rle(h.mask)
+            good += any(c == caption and mask_iou(mask, gt) >= 0.5 for c, gt in zip(scene.captions, scene.masks))
+        out[caption] = good / 5.0
+    return out
+
+
+def test_every_caption_has_precision_at_5_of_at_least_0_8(shapes_coco, shapes_engine):
+    scenes, _, root = shapes_coco
+    assert len(scenes) >= 40
+    p5 = _precision_at_5(shapes_engine, scenes, root)
+    worst = sorted(p5.items(), key=lambda kv: kv[1])[:5]
+    print("precision@5 per caption:", {k: round(v, 2) for k, v in p5.items()})
+    print("mean precision@5:", round(float(np.mean(list(p5.values()))), 3))
+    assert all(v >= 0.8 for v in p5.values()), f"captions below 0.8: {worst}"
+
+
+def test_hits_are_sorted_and_carry_the_json_schema(shapes_engine):
+    hits = shapes_engine.search("red circle", k=10)
+    assert len(hits) == 10
+    scores = [h.score for h in hits]
+    assert scores == sorted(scores, reverse=True)
+    doc = hits[0].to_json()
+    assert set(doc) == {"region_id", "image_id", "image_path", "score", "bbox", "area", "mask",
+                        "predicted_iou", "stability_score", "kind"}
+    assert set(doc["mask"]) == {"size", "counts"} and isinstance(doc["mask"]["counts"], str)
+    assert len(doc["bbox"]) == 4
+
+
+def test_filters(shapes_coco, shapes_engine):
+    from regionsearch.search import SearchFilters
+
+    scenes, _, root = shapes_coco
+    one = scene_paths(root, len(scenes))[3]
+    hits = shapes_engine.search("blue square", k=5, filters=SearchFilters(path_prefix=one))
+    assert hits and all(h.image_path == one for h in hits)
+    hits = shapes_engine.search("blue square", k=20, filters=SearchFilters(per_image=1))
+    assert len({h.image_id for h in hits}) == len(hits)
+    hits = shapes_engine.search("blue square", k=10, filters=SearchFilters(min_area=0.9))
+    assert hits and all(h.kind == "whole" for h in hits)  # only whole-image regions are that large
+    hits = shapes_engine.search("blue square", k=10, filters=SearchFilters(min_area=2000))
+    assert all(h.area >= 2000 for h in hits)
+    top = shapes_engine.search("blue square", k=3)
+    hits = shapes_engine.search("blue square", k=50, filters=SearchFilters(min_score=top[-1].score))
+    assert [h.region_id for h in hits] == [h.region_id for h in top]
+
+
+def test_similar_region_search_finds_the_same_class(shapes_coco, shapes_engine):
+    scenes, _, root = shapes_coco
+    top = shapes_engine.search("yellow star", k=1)[0]
+    similar = shapes_engine.similar(top.region_id, k=5)
+    assert top.region_id not in [h.region_id for h in similar]
+    by_path = dict(zip(scene_paths(root, len(scenes)), scenes))
+    hits = 0
+    for h in similar:
+        scene = by_path[h.image_path]
+        m = decode_rle(h.mask)
+        hits += any(c == "yellow star" and mask_iou(m, gt) >= 0.5 for c, gt in zip(scene.captions, scene.masks))
+    assert hits >= 3
