@@ -36,6 +36,7 @@ from typing import Any, Literal
 import numpy as np
 
 from .errors import IndexMismatchError, StoreError
+from .imageio import path_from_db
 from .store.files import atomic_write_json, cleanup_temp_files
 from .store.metadata import MetadataStore, RegionRow, mask_url
 from .store.schema import SCHEMA_VERSION
@@ -216,7 +217,7 @@ class DataDir:
                 known = file_data.get("store", {}).get("id")
                 if known is not None and store_id != known:
                     raise StoreError(f"the metadata database {mask_url(url)} is not the one the data dir {root} "
-                                     "was built with; pass the right --db-url (or use a new --data-dir)")
+                                     "was built with; pass the right --db (or use a new --data-dir)")
                 file_data["store"] = {"id": store_id, "backend": store.backend,
                                       "db_url": mask_url(url) if db_url else None}
                 ipath = root / INDEX_NAME
@@ -249,7 +250,7 @@ class DataDir:
         store = file_data.get("store") or {}
         if store.get("backend") not in (None, "sqlite"):
             raise StoreError(f"the data dir {root} keeps its metadata in {store.get('db_url')}; pass that database "
-                             "URL (--db-url / REGIONSEARCH_DB_URL)")
+                             "URL (--db / REGIONSEARCH_DB)")
         return f"sqlite:///{(root / DB_NAME).resolve()}"
 
     def _sync(self) -> tuple[int, int]:
@@ -291,7 +292,7 @@ class DataDir:
             return "changed"
         same = self.store.indexed_by_content(sha256, pipeline_key)
         for other in same:
-            if not os.path.exists(other.path):
+            if not os.path.exists(path_from_db(other.path)):
                 if self.readonly:
                     return "moved"
                 self.store.update_path(other.id, path)
