@@ -60,9 +60,12 @@ class ClipEmbedder:
 
         missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
         if missing:
+            from .text_fast import encode_text_truncated
+
             with torch.inference_mode():
                 tokens = self.bundle.tokenizer(missing).to(self.bundle.device)
-                feats = self.bundle.model.encode_text(tokens).float()
+                # exact: the causal text tower pools at the end-of-text token (see text_fast)
+                feats = encode_text_truncated(self.bundle.model, tokens).float()
                 vecs = torch.nn.functional.normalize(feats, dim=-1).cpu().numpy().astype(np.float32)
             with self._lock:
                 for text, vec in zip(missing, vecs):
