@@ -18,6 +18,7 @@ from .errors import ConfigError, UnknownNameError
 
 CropStrategy = Literal["box", "mask", "blur"]
 CROP_STRATEGIES = ("box", "mask", "blur")
+GENERATORS = ("fast", "sam2")
 
 #: sam2 ``SAM2AutomaticMaskGenerator`` parameters of each named preset. ``None`` in the user's
 #: config means "take the preset's value".
@@ -88,6 +89,12 @@ class SegmentConfig:
     multimask_output: bool | None = None
     #: keep at most this many masks per image (best by predicted_iou * stability_score)
     max_regions: int = 100
+    #: ``fast``: the project's generator (low-resolution filtering, coarse-to-fine prompting;
+    #: see regionsearch/segment/fast_amg.py); ``sam2``: sam2's SAM2AutomaticMaskGenerator as is
+    generator: str = "fast"
+    #: with the fast generator: prompt a half-density grid first, then full-grid points only
+    #: where no accepted mask covers them
+    coarse_to_fine: bool = True
     #: also store one region covering the whole image, so scene-level queries work
     whole_image_region: bool = True
 
@@ -164,6 +171,8 @@ class Config:
             raise UnknownNameError("crop strategy", self.embed.crop, CROP_STRATEGIES)
         if self.segment.preset not in AMG_PRESETS:
             raise UnknownNameError("AMG preset", self.segment.preset, list(AMG_PRESETS))
+        if self.segment.generator not in GENERATORS:
+            raise UnknownNameError("mask generator", self.segment.generator, GENERATORS)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -178,6 +187,7 @@ class Config:
             "clip": dataclasses.asdict(self.models.clip) | {"cache_dir": None},
             "amg": self.segment.amg_params(),
             "max_regions": self.segment.max_regions,
+            "generator": [self.segment.generator, self.segment.coarse_to_fine],
             "whole": self.segment.whole_image_region,
             "embed": {k: v for k, v in dataclasses.asdict(self.embed).items() if k != "batch_size"},
         }

@@ -63,10 +63,16 @@ class Pipeline:
     def segmenter(self) -> Any:
         with self._lock:
             if self._segmenter is None:
-                from .segment.amg import AutomaticSegmenter
+                seg = self.config.segment
+                if seg.generator == "fast":
+                    from .segment.fast_amg import FastAutomaticSegmenter
 
-                self._segmenter = AutomaticSegmenter(self.sam_model, self.config.segment,
-                                                     min_region_area=self.config.embed.min_region_area)
+                    self._segmenter = FastAutomaticSegmenter(self.sam_model, seg, self.config.embed.min_region_area,
+                                                             coarse_to_fine=seg.coarse_to_fine)
+                else:
+                    from .segment.amg import AutomaticSegmenter
+
+                    self._segmenter = AutomaticSegmenter(self.sam_model, seg, self.config.embed.min_region_area)
             return self._segmenter
 
     @property
@@ -119,6 +125,8 @@ class Pipeline:
             segmenter={"sam": dataclasses.asdict(self.config.models.sam) | {"cache_dir": None},
                        "amg": self.config.segment.amg_params(),
                        "max_regions": self.config.segment.max_regions,
+                       "generator": self.config.segment.generator,
+                       "coarse_to_fine": self.config.segment.coarse_to_fine,
                        "whole_image_region": self.config.segment.whole_image_region},
             crop=dataclasses.asdict(self.config.embed),
             pipeline_key=self.config.pipeline_key(),
