@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from regionsearch.config import Config
 from regionsearch.errors import InvalidImageError
@@ -55,8 +58,14 @@ def _progress(total: int | None, enabled: bool) -> Any:
 
 
 def run_local(paths: Sequence[str], config: Config, datadir: Any, pipeline: Pipeline | None = None,
-              progress: bool = True, on_batch: Callable[[IndexReport], None] | None = None) -> IndexReport:
-    """Index ``paths`` (files and folders) into ``datadir`` with ``config``'s pipeline."""
+              progress: bool = True, on_batch: Callable[[IndexReport], None] | None = None,
+              workers: int | None = None) -> IndexReport:
+    """Index ``paths`` (files and folders) into ``datadir`` with ``config``'s pipeline.
+
+    ``workers`` reader threads (default ``config.ingest.workers``) read, hash, look up and decode
+    the next files while the models work on the current one (a bounded prefetch, so memory does
+    not grow with the corpus); ``0`` does everything inline.
+    """
     pipeline = pipeline or Pipeline(config)
     key = config.pipeline_key()
     report = IndexReport()
@@ -65,22 +74,32 @@ def run_local(paths: Sequence[str], config: Config, datadir: Any, pipeline: Pipe
     batch: list[Any] = []
     failures: list[tuple[str, str | None, str]] = []
     bar = _progress(len(files), progress)
+    n_workers = config.ingest.workers if workers is None else max(0, int(workers))
+    lookup_lock = threading.Lock()
 
     def flush() -> None:
         if not batch and not failures:
             return
         t0 = time.perf_counter()
-        datadir.commit(list(batch), list(failures))
+        with lookup_lock:
+            datadir.commit(list(batch), list(failures))
         report.times.write += time.perf_counter() - t0
         batch.clear()
         failures.clear()
         if on_batch is not None:
             on_batch(report)
 
+    def read(path: str) -> tuple[str, str, Any, float]:
+        t0 = time.perf_counter()
+        status, item = _read_stage(path, config, key, datadir, lookup_lock)
+        return path, status, item, time.perf_counter() - t0
+
     try:
-        for path in files:
+        for path, status, item, read_s in _prefetch(read, files, n_workers):
             report.files += 1
-            status, item = _process_file(path, config, key, datadir, pipeline, report.times)
+            report.times.decode += read_s
+            if status == "decoded":
+                status, item = _model_stage(path, item, key, pipeline, report.times)
             if status == "failed":
                 reason = item[1]
                 failures.append((path_to_db(path), item[0], reason))
@@ -109,24 +128,48 @@ def run_local(paths: Sequence[str], config: Config, datadir: Any, pipeline: Pipe
     return report
 
 
-def _process_file(path: str, config: Config, key: str, datadir: Any, pipeline: Pipeline,
-                  times: StageTimes) -> tuple[str, Any]:
-    from regionsearch.datadir import ImageResult
+def _prefetch(fn: Callable[[str], Any], items: Sequence[str], workers: int) -> Iterator[Any]:
+    """``map(fn, items)`` in order, running up to ``2 * workers`` calls ahead on threads."""
+    if workers <= 0:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rs-read") as pool:
+        pending: deque[Any] = deque()
+        it = iter(items)
+        for item in it:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= 2 * workers:
+                break
+        while pending:
+            fut = pending.popleft()
+            nxt = next(it, None)
+            if nxt is not None:
+                pending.append(pool.submit(fn, nxt))
+            yield fut.result()
 
-    t0 = time.perf_counter()
+
+def _read_stage(path: str, config: Config, key: str, datadir: Any, lock: threading.Lock) -> tuple[str, Any]:
+    """Read + hash + look up + decode one file: ``("decoded", (sha, image))``, ``("done"|"moved",
+    None)`` or ``("failed", (sha or None, reason))``."""
     sha: str | None = None
     try:
         data = read_file_bytes(path, config.ingest.max_bytes)
         sha = sha256_bytes(data)
-        state = datadir.lookup(path_to_db(path), sha, key)
+        with lock:
+            state = datadir.lookup(path_to_db(path), sha, key)
         if state in ("done", "moved"):
-            times.decode += time.perf_counter() - t0
             return state, None
-        image = decode_image(data, config.ingest.max_pixels)
+        return "decoded", (sha, decode_image(data, config.ingest.max_pixels))
     except InvalidImageError as exc:
-        times.decode += time.perf_counter() - t0
         return "failed", (sha, str(exc))
-    times.decode += time.perf_counter() - t0
+
+
+def _model_stage(path: str, item: tuple[str, Any], key: str, pipeline: Pipeline,
+                 times: StageTimes) -> tuple[str, Any]:
+    """Segment and embed one decoded image: ``("new", ImageResult)`` or ``("failed", ...)``."""
+    from regionsearch.datadir import ImageResult
+
+    sha, image = item
     try:
         regions, vectors = pipeline.process(image, times)
     except (RuntimeError, ValueError, MemoryError) as exc:
@@ -135,4 +178,3 @@ def _process_file(path: str, config: Config, key: str, datadir: Any, pipeline: P
     h, w = image.shape[:2]
     return "new", ImageResult(path=path_to_db(path), sha256=sha, width=w, height=h, pipeline_key=key,
                               regions=regions, embeddings=vectors)
-

@@ -115,6 +115,7 @@ def index(
     clip_model: Annotated[Optional[str], typer.Option("--clip-model", help="open_clip model name, hf-hub:org/repo or local-dir:PATH.")] = None,
     clip_pretrained: Annotated[Optional[str], typer.Option("--clip-pretrained", help="open_clip pretrained tag or a local weights file.")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="Reader threads decoding ahead of the models (0 = inline; default from config: 1).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Segment every object in every image, embed each region, store it (idempotent, resumable).
@@ -128,7 +129,7 @@ def index(
                   models__sam__config=sam_config, models__clip__model=clip_model,
                   models__clip__pretrained=clip_pretrained)
     with eng:
-        report = eng.index(paths, progress=progress and not as_json)
+        report = eng.index(paths, progress=progress and not as_json, workers=workers)
     data = report.as_dict()
     if as_json:
         typer.echo(json.dumps(data, indent=2))

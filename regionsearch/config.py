@@ -145,6 +145,8 @@ class IngestConfig:
     extensions: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
     #: images per transaction
     batch_images: int = 8
+    #: reader threads that read, hash and decode ahead of the models (0 = inline)
+    workers: int = 1
 
 
 @dataclass(frozen=True)

@@ -70,10 +70,10 @@ class Engine:
         self.close()
 
     # -- indexing ---------------------------------------------------------------------------
-    def index(self, paths: Sequence[str], progress: bool = True) -> Any:
+    def index(self, paths: Sequence[str], progress: bool = True, workers: int | None = None) -> Any:
         from indexer.local import run_local
 
-        return run_local(paths, self.config, self.datadir, self.pipeline, progress=progress)
+        return run_local(paths, self.config, self.datadir, self.pipeline, progress=progress, workers=workers)
 
     # -- queries ----------------------------------------------------------------------------
     def text_vector(self, text: str) -> np.ndarray:
