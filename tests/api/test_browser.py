@@ -9,7 +9,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from regionsearch.masks import encode_rle
 
 CHROMIUM = os.environ.get("REGIONSEARCH_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -89,6 +92,14 @@ def test_search_open_image_point_mask(live_server):
             page.mouse.up()
             page.wait_for_selector("#candidates button", timeout=30_000)
             page.screenshot(path=str(SHOTS / "4_box_mask.png"), full_page=True)
+
+            # the page's COCO RLE decoder agrees with pycocotools (row-major result)
+            mask = np.zeros((37, 53), bool)
+            mask[5:30, 7:20] = True
+            mask[0, 50:] = True
+            mask[36, :3] = True
+            decoded = page.evaluate("(rle) => Array.from(decodeRLE(rle))", encode_rle(mask))
+            assert np.array_equal(np.array(decoded, bool).reshape(37, 53), mask)
         finally:
             browser.close()
     assert not errors, errors
