@@ -56,17 +56,24 @@ def write_shapes_corpus(folder: Path, n: int = 24, seed: int = 7) -> list[Path]:
 
 
 def _real_models_reachable(config_name: str | None) -> bool:
+    """True when the default models are cached locally or the hub can be reached (then they are
+    downloaded now); False, with one line saying so, when they cannot be had."""
     from .models.clip import load_clip
+    from .models.hub import hub_reachable
     from .models.sam import resolve_sam_source
 
     cfg = load_config(config_name)
     try:
+        if not hub_reachable():
+            import huggingface_hub.constants as hf_constants
+
+            hf_constants.HF_HUB_OFFLINE = True  # cached weights still load; no slow retries
         resolve_sam_source(cfg.models.sam)
         load_clip(cfg.models.clip, cfg.device)
         return True
-    except HubUnreachableError as exc:
-        print(f"The Hugging Face hub cannot be reached ({exc.__class__.__name__}); running the demo "
-              f"offline with --config tiny on a generated shapes corpus.", flush=True)
+    except HubUnreachableError:
+        print("The Hugging Face hub cannot be reached and the default models are not cached; running "
+              "the demo offline with --config tiny on a generated shapes corpus.", flush=True)
         return False
 
 

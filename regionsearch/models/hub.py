@@ -36,3 +36,27 @@ def hub_download(repo_id: str, filename: str, cache_dir: str | None, what: str, 
         raise HubUnreachableError(
             f"could not download {what} from the Hugging Face hub ({exc.__class__.__name__}); {local_hint}"
         ) from exc
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Quick check (DNS + TCP connect, ``timeout`` seconds) that the hub endpoint answers, so a
+    caller can fall back at once instead of waiting for the download client's retries."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    try:
+        import huggingface_hub.constants as hf_constants
+
+        if hf_constants.HF_HUB_OFFLINE:
+            return False
+        endpoint = hf_constants.ENDPOINT
+    except ImportError:  # pragma: no cover
+        endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    url = urlparse(endpoint)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "huggingface.co", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
