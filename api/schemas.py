@@ -26,7 +26,7 @@ class RLE(BaseModel):
 
 
 class SearchFiltersIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     path_prefix: Optional[str] = Field(default=None, max_length=4096,
                                        description="only images whose stored path starts with this string")
@@ -37,7 +37,7 @@ class SearchFiltersIn(BaseModel):
 
 
 class SearchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     text: str = Field(description="what to look for, e.g. 'red car'")
     k: int = Field(default=10, description="number of hits (1..max_k of the service)")
@@ -93,7 +93,7 @@ class SegmentRequest(BaseModel):
     """A SAM 2.1 prompt on an indexed image (``image_id``) or on an image sent earlier
     (``image_key`` from an earlier response, while its features are cached)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     image_id: Optional[int] = Field(default=None, description="an indexed image")
     image_key: Optional[str] = Field(default=None, max_length=64, pattern="^[0-9a-f]{64}$",
@@ -129,7 +129,7 @@ class SegmentResponse(BaseModel):
 
 
 class SegmentTextRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     image_id: Optional[int] = None
     image_key: Optional[str] = Field(default=None, max_length=64, pattern="^[0-9a-f]{64}$")

@@ -4,7 +4,6 @@ session, and one app (TestClient) on it."""
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 
 import numpy as np
@@ -77,10 +76,6 @@ def first_ids(client) -> dict[str, int]:
     assert r.status_code == 200, r.text
     hit = r.json()["hits"][0]
     return {"region": hit["region_id"], "image": hit["image_id"]}
-
-
-def pytest_collection_modifyitems(config, items):
-    os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
 
 
 class LiveServer:
