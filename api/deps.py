@@ -74,6 +74,7 @@ class ServiceState:
     open_error: Optional[str] = None
     write_lock: threading.Lock = field(default_factory=threading.Lock)
     _reload_lock: threading.Lock = field(default_factory=threading.Lock)
+    _prompt_lock: threading.Lock = field(default_factory=threading.Lock)
     _last_check: float = 0.0
     images: LRUCache = field(default_factory=lambda: LRUCache(8))
     image_keys: LRUCache = field(default_factory=lambda: LRUCache(1024))
@@ -88,7 +89,6 @@ class ServiceState:
         s = self.settings
         cfg = load_config(s.config, {"device": s.device} if s.device else None)
         self.engine = Engine(cfg, s.data_dir, s.db, readonly=True)
-        self.images = LRUCache(8)
         self.amg = LRUCache(s.segment_cache_size)
         if s.preload_models:
             self.engine.pipeline.embedder
@@ -121,12 +121,13 @@ class ServiceState:
 
     # ------------------------------------------------------------------ access
     def prompt_segmenter(self) -> Any:
-        if self.prompt is None:
-            from regionsearch.segment.prompt import PromptSegmenter
+        with self._prompt_lock:
+            if self.prompt is None:
+                from regionsearch.segment.prompt import PromptSegmenter
 
-            self.prompt = PromptSegmenter(self.engine.pipeline.sam_model, self.settings.segment_cache_size,
-                                          self.settings.logits_cache_size)
-        return self.prompt
+                self.prompt = PromptSegmenter(self.engine.pipeline.sam_model, self.settings.segment_cache_size,
+                                              self.settings.logits_cache_size)
+            return self.prompt
 
     def datadir(self) -> Any:
         """The read-only data dir, reloaded at most every ``reload_interval_s`` when another

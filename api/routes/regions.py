@@ -9,7 +9,7 @@ import numpy as np
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from regionsearch.errors import NotFoundError
+from regionsearch.errors import InvalidRequestError, NotFoundError
 from regionsearch.search import SearchFilters, search_vector
 
 from ..deps import State, check_k
@@ -122,8 +122,6 @@ def overlay(image_id: ImageId, state: State,
     if regions:
         wanted = [int(v) for v in regions.split(",")]
         if len(wanted) > state.settings.max_overlay_regions:
-            from regionsearch.errors import InvalidRequestError
-
             raise InvalidRequestError(f"at most {state.settings.max_overlay_regions} regions per overlay")
         by_id = {r.region_id: r for r in rows}
         missing = [i for i in wanted if i not in by_id]

@@ -175,8 +175,6 @@ async def segment(request: Request, state: State) -> dict:
 
 
 def _segment_text(state: ServiceState, req: SegmentTextRequest, data: bytes | None) -> dict[str, Any]:
-    from regionsearch.embed.crops import region_crop  # noqa: F401  (import check: cv2 present)
-
     t0 = time.perf_counter()
     text = check_text(req.text, state.settings)
     check_k(req.k, state.settings)
