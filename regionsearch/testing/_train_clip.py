@@ -109,8 +109,9 @@ def zero_shot(model: Any, tokenizer: Any, crops: np.ndarray, labels: np.ndarray,
     return float((torch.cat(preds).numpy() == labels).mean())
 
 
-def train_clip(out_dir: Path, minutes: float = 6.0, seed: int = 0, batch: int = 64, lr: float = 1e-3,
-               n_scenes: int = 800) -> dict[str, Any]:
+def train_clip(out_dir: Path, minutes: float = 6.0, seed: int = 0, batch: int = 64, lr: float = 1.5e-3,
+               n_scenes: int = 800, resume: Path | None = None) -> dict[str, Any]:
+    """Train for ``minutes`` of wall-clock time; ``resume``: a safetensors file to continue from."""
     import open_clip
     from safetensors.torch import save_file
 
@@ -122,6 +123,10 @@ def train_clip(out_dir: Path, minutes: float = 6.0, seed: int = 0, batch: int = 
     std = tuple(cfg_all["preprocess_cfg"]["std"])
     size = int(cfg["vision_cfg"]["image_size"])
     model = open_clip.CLIP(**cfg)
+    if resume is not None:
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(str(resume)), strict=True)
     model.train()
     tokenizer = open_clip.get_tokenizer("ViT-B-32")  # the standard tokenizer, as local-dir: gets it
     tokenizer.context_length = cfg["text_cfg"]["context_length"]
@@ -193,6 +198,6 @@ def train_clip(out_dir: Path, minutes: float = 6.0, seed: int = 0, batch: int = 
     tmp = out_dir / (CLIP_WEIGHTS + ".tmp")
     save_file(state, str(tmp))
     os.replace(tmp, out_dir / CLIP_WEIGHTS)
-    return {"steps": step, "train_seconds": round(train_s, 1), "batch": batch, "lr": lr, "train_crops": int(len(crops)),
+    return {"resumed_from": str(resume) if resume else None, "steps": step, "train_seconds": round(train_s, 1), "batch": batch, "lr": lr, "train_crops": int(len(crops)),
             "templates": list(TEMPLATES), "curve": curve, "final_zero_shot_top1": final,
             "eval": "60 held-out scenes (seed %d), exact GT crops, caption '{colour} {shape}'" % EVAL_SEED}

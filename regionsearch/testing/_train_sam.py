@@ -99,6 +99,34 @@ class AttnCapture:
         return maps
 
 
+def instance_labels(scenes: list, size: tuple[int, int], min_cover: float = 0.6) -> torch.Tensor:
+    """(B, h, w) long: the instance (1..N) covering >= ``min_cover`` of each cell, 0 background,
+    -1 mixed (ignored)."""
+    out = []
+    for sc in scenes:
+        onehot = np.concatenate([~sc.masks.any(0, keepdims=True), sc.masks], 0).astype(np.float32)
+        cover = F.adaptive_avg_pool2d(torch.from_numpy(onehot)[None], size)[0]  # (N+1, h, w)
+        val, arg = cover.max(0)
+        out.append(torch.where(val >= min_cover, arg, torch.full_like(arg, -1)))
+    return torch.stack(out)
+
+
+def grouping_loss(feat: torch.Tensor, labels: torch.Tensor, proj: torch.nn.Module) -> torch.Tensor:
+    """Training-only auxiliary loss: cells of the same instance get similar (projected) features,
+    cells of different instances / background dissimilar. Gives the from-scratch encoder
+    instance-aware features early, which the click-to-mask decoder needs."""
+    emb = F.normalize(proj(feat), dim=1).flatten(2)  # (B, D, HW)
+    lab = labels.flatten(1)  # (B, HW)
+    sim = emb.transpose(1, 2) @ emb  # (B, HW, HW)
+    valid = (lab[:, :, None] >= 0) & (lab[:, None, :] >= 0)
+    same = (lab[:, :, None] == lab[:, None, :]) & valid
+    diff = valid & ~same
+    logits = 10.0 * sim - 5.0
+    pos = F.softplus(-logits)[same].mean() if same.any() else logits.sum() * 0
+    neg = F.softplus(logits)[diff].mean() if diff.any() else logits.sum() * 0
+    return pos + neg
+
+
 def focal_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0) -> torch.Tensor:
     """Per-candidate sigmoid focal loss, mean over pixels: (N, C, H, W) -> (N, C)."""
     p = torch.sigmoid(logits)
@@ -226,16 +254,23 @@ def save_checkpoint(model: Any, path: Path) -> None:
 
 
 def train_sam(out: Path, minutes: float, seed: int = 0, batch_images: int = 6, prompts_per_image: int = 8,
-              lr: float = 1.5e-3, eval_every_s: float = 180.0, log_path: Path | None = None) -> dict[str, Any]:
+              lr: float = 1.5e-3, eval_every_s: float = 180.0, resume: Path | None = None,
+              start_progress: float = 0.0, attn_weight: float = 0.5, group_w: float = 0.0) -> dict[str, Any]:
+    """Train for ``minutes`` of wall-clock time; ``resume`` continues from a checkpoint (a second
+    phase: short warmup, the curriculum and cosine schedule start at ``start_progress``)."""
     from ..models.sam import build_sam2_model
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     out.mkdir(parents=True, exist_ok=True)
-    model = build_sam2_model(WEIGHTS_DIR / SAM_CONFIG, None, "cpu", postprocessing=False)
+    model = build_sam2_model(WEIGHTS_DIR / SAM_CONFIG, resume, "cpu", postprocessing=False)
     model.train()
     trainable = [model.image_encoder, model.sam_prompt_encoder, model.sam_mask_decoder]
     params = [p for m in trainable for p in m.parameters()] + [model.no_mem_embed]
+    # training-only projection heads of the grouping loss (not part of the model / checkpoint)
+    aux_heads = torch.nn.ModuleList([torch.nn.Conv2d(model.hidden_dim, 32, 1),
+                                     torch.nn.Conv2d(model.sam_mask_decoder.conv_s1.out_channels, 16, 1)])
+    params = params + list(aux_heads.parameters())
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
@@ -247,7 +282,7 @@ def train_sam(out: Path, minutes: float, seed: int = 0, batch_images: int = 6, p
     object.__setattr__(model, "_attn_capture", capture)
 
     budget = minutes * 60.0
-    warmup = 100
+    warmup = 100 if resume is None else 20
     t0 = time.time()
     step = 0
     curve: list[dict[str, Any]] = []
@@ -257,9 +292,9 @@ def train_sam(out: Path, minutes: float, seed: int = 0, batch_images: int = 6, p
     scene_counter = 0
     while True:
         elapsed = time.time() - t0
-        progress = min(elapsed / budget, 1.0)
         if elapsed >= budget:
             break
+        progress = start_progress + (1.0 - start_progress) * min(elapsed / budget, 1.0)
         cosine = 0.5 * (1 + math.cos(math.pi * progress))
         cur_lr = lr * min(1.0, (step + 1) / warmup) * (0.02 + 0.98 * cosine)
         for g in opt.param_groups:
@@ -299,14 +334,18 @@ def train_sam(out: Path, minutes: float, seed: int = 0, batch_images: int = 6, p
         for lp in maps:  # (N, heads, tokens, HW)
             attn_loss = attn_loss - (lp * small[:, None, None, :]).sum(-1).mean()
         attn_loss = attn_loss / len(maps)
-        attn_w = 0.5 if progress < 0.3 else 0.5 - 0.4 * (progress - 0.3) / 0.7
-        loss = mask_loss + iou_loss + attn_w * attn_loss
+        attn_w = attn_weight if progress < 0.3 else attn_weight * (1 - 0.8 * (progress - 0.3) / 0.7)
+        group_loss = grouping_loss(embed, instance_labels(scenes, tuple(embed.shape[-2:])), aux_heads[0])
+        group_loss = group_loss + 0.5 * grouping_loss(high[1], instance_labels(scenes, tuple(high[1].shape[-2:])),
+                                                      aux_heads[1])
+        loss = mask_loss + iou_loss + attn_w * attn_loss + group_w * group_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         step += 1
-        for key, val in (("loss", loss), ("mask", mask_loss), ("iou", iou_loss), ("attn", attn_loss)):
+        for key, val in (("loss", loss), ("mask", mask_loss), ("iou", iou_loss), ("attn", attn_loss),
+                         ("group", group_loss)):
             v = float(val.detach())
             running[key] = 0.98 * running.get(key, v) + 0.02 * v
         if step % 25 == 0:
@@ -318,7 +357,9 @@ def train_sam(out: Path, minutes: float, seed: int = 0, batch_images: int = 6, p
     best = _eval_and_save(model, out, step, t0, curve, best, running)
     for hd in capture.handles:
         hd.remove()
-    return {"steps": step, "train_seconds": round(time.time() - t0, 1), "curve": curve, "best_miou": best,
+    return {"resumed_from": str(resume) if resume else None, "start_progress": start_progress,
+            "attn_weight": attn_weight, "group_weight": group_w,
+            "steps": step, "train_seconds": round(time.time() - t0, 1), "curve": curve, "best_miou": best,
             "batch_images": batch_images, "prompts_per_image": prompts_per_image, "lr": lr}
 
 
