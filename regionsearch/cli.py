@@ -40,6 +40,9 @@ DataDirOpt = Annotated[Optional[str], typer.Option(
 DbOpt = Annotated[Optional[str], typer.Option(
     "--db", help="Metadata database URL instead of the SQLite file in the data directory, e.g. "
     "postgresql+psycopg://user@host/db. Env: REGIONSEARCH_DB.")]
+VectorsOpt = Annotated[Optional[str], typer.Option(
+    "--vectors", help="Keep vectors in Milvus instead of FAISS: milvus:///path/file.db (Milvus Lite) or "
+    "http://host:19530 (server); recorded in the data directory. Env: REGIONSEARCH_VECTORS.")]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N, mps.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
@@ -50,7 +53,7 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 def _engine(config: str | None, data_dir: str | None, db: str | None, device: str | None,
-            create: bool = True, **overrides: Any) -> Any:
+            create: bool = True, vectors: str | None = None, **overrides: Any) -> Any:
     from .config import load_config
     from .engine import Engine
 
@@ -68,7 +71,8 @@ def _engine(config: str | None, data_dir: str | None, db: str | None, device: st
                 node = node.setdefault(p, {})
             node[leaf] = value
     cfg = load_config(config or _STATE.get("config"), over)
-    return Engine(cfg, data_dir or _STATE.get("data_dir"), db or _STATE.get("db"), create=create)
+    return Engine(cfg, data_dir or _STATE.get("data_dir"), db or _STATE.get("db"), create=create,
+                  vectors_url=vectors or _STATE.get("vectors"))
 
 
 @app.callback(invoke_without_command=True)
@@ -78,13 +82,14 @@ def main_callback(
     data_dir: DataDirOpt = None,
     db: DbOpt = None,
     device: DeviceOpt = None,
+    vectors: VectorsOpt = None,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logging (-vv for debug).")] = 0,
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
 ) -> None:
     """Global options apply to every command (each command also accepts them)."""
     logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)],
                         format="%(levelname)s %(name)s: %(message)s")
-    _STATE.update(config=config, data_dir=data_dir, db=db, device=device)
+    _STATE.update(config=config, data_dir=data_dir, db=db, device=device, vectors=vectors)
     if version:
         from . import __version__
 
@@ -117,6 +122,11 @@ def index(
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
     workers: Annotated[Optional[int], typer.Option("--workers", help="Reader threads decoding ahead of the models (0 = inline; default from config: 1).")] = None,
     as_json: JsonOpt = False,
+    runner: Annotated[str, typer.Option("--runner", help="local (this process) or ray (Ray Data: CPU decode, "
+                                        "SAM and CLIP actor pools, Parquet shards merged into the data dir).")] = "local",
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster to join with --runner ray, "
+                                                       "e.g. auto; default: start a local Ray instance.")] = None,
+    vectors: VectorsOpt = None,
 ) -> None:
     """Segment every object in every image, embed each region, store it (idempotent, resumable).
 
@@ -127,9 +137,12 @@ def index(
     eng = _engine(config, data_dir, db, device, segment__preset=preset, embed__crop=crop,
                   models__sam__model=sam_model, models__sam__checkpoint=sam_checkpoint,
                   models__sam__config=sam_config, models__clip__model=clip_model,
-                  models__clip__pretrained=clip_pretrained)
+                  models__clip__pretrained=clip_pretrained, vectors=vectors)
+    if runner not in ("local", "ray"):
+        _fail(f"unknown runner {runner!r}; valid: local, ray")
     with eng:
-        report = eng.index(paths, progress=progress and not as_json, workers=workers)
+        report = eng.index(paths, progress=progress and not as_json, workers=workers, runner=runner,
+                           ray_address=ray_address)
     data = report.as_dict()
     if as_json:
         typer.echo(json.dumps(data, indent=2))

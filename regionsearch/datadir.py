@@ -166,14 +166,17 @@ class DataDir:
     @classmethod
     def open(cls, path: str | os.PathLike[str] | None = None, manifest: Manifest | None = None,
              db_url: str | None = None, index_factory: str = "auto", readonly: bool = False, *,
-             save_every: int = SAVE_EVERY, save_interval_s: float = SAVE_INTERVAL_S) -> "DataDir":
+             save_every: int = SAVE_EVERY, save_interval_s: float = SAVE_INTERVAL_S,
+             vectors_url: str | None = None) -> "DataDir":
         """Open (``manifest=None``: must exist) or create the data dir at ``path``.
 
         With a ``manifest`` the dir is created if needed, else checked: a different embedder,
         pretrained tag, dim or metric raises :class:`IndexMismatchError`; segmenter/crop/pipeline
         key changes are recorded. ``index_factory`` applies to a new dir (``reindex`` changes it
-        later). Opening for writing migrates the database, takes the writer lock and syncs the
-        index with SQL (see the module doc).
+        later). ``vectors_url`` keeps the vectors in Milvus instead of FAISS (``milvus:///path.db``
+        for Milvus Lite, ``http://host:19530`` for a server); it is recorded in the manifest, so
+        later opens need not repeat it. Opening for writing migrates the database, takes the
+        writer lock and syncs the index with SQL (see the module doc).
         """
         from .vectors.faiss_index import FaissIndex
 
@@ -221,7 +224,17 @@ class DataDir:
                 file_data["store"] = {"id": store_id, "backend": store.backend,
                                       "db_url": mask_url(url) if db_url else None}
                 ipath = root / INDEX_NAME
-                if ipath.exists():
+                recorded = (file_data.get("vectors") or {}).get("url")
+                if existing is not None and vectors_url and vectors_url != recorded:
+                    raise StoreError(f"the data dir {root} keeps its vectors in {recorded or 'FAISS (' + INDEX_NAME + ')'}"
+                                     f", not {vectors_url}; use a new --data-dir for another vector store")
+                if vectors_url or recorded:
+                    from .vectors.milvus_index import MilvusIndex
+
+                    index = MilvusIndex.open(vectors_url or recorded, current.dim, root, readonly=readonly,
+                                             attrs=lambda ids, _s=store: _region_attrs(_s, ids))
+                    file_data["vectors"] = {"backend": "milvus", "url": vectors_url or recorded}
+                elif ipath.exists():
                     index = FaissIndex.load(ipath, factory=current.index_factory, readonly=readonly)
                     if index.dim != current.dim:
                         raise IndexMismatchError(f"the vector index {ipath} has dimension {index.dim} but the manifest "
@@ -333,11 +346,16 @@ class DataDir:
         return n
 
     # ------------------------------------------------------------------ queries
-    def search_vectors(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search_vectors(self, q: np.ndarray, k: int, **filters: Any) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` region ids per query row (float32 ``(m, dim)``, L2-normalised): ``(scores (m, k),
-        ids (m, k))``, ``-1`` = none. Oversample ``k`` when filters follow (:meth:`fetch_regions`)."""
+        ids (m, k))``, ``-1`` = none. Oversample ``k`` when filters follow (:meth:`fetch_regions`).
+        ``filters`` (``path_prefix``, ``min_area`` in pixels, ``kinds``) are pushed into vector
+        stores that can apply them (Milvus) and ignored by the others; callers still filter exactly."""
         with self._lock:
             index = self.index
+        push = {name: v for name, v in filters.items() if v is not None}
+        if push and getattr(index, "supports_filters", False):
+            return index.search(q, k, **push)
         return index.search(q, k)
 
     def fetch_regions(self, ids: Sequence[int], *, path_prefix: str | None = None, min_area: int | None = None,
@@ -421,6 +439,12 @@ class DataDir:
         factory = index_factory or self.manifest.index_factory
         dim = self.manifest.dim
         with self._lock:
+            if not isinstance(self.index, FaissIndex):  # Milvus: refill the same collection
+                self.index.clear()
+                for ids, vecs in self.store.iter_embeddings(dim):
+                    self.index.add(ids, vecs)
+                self.save(force=True)
+                return len(self.index)
             n, _, _ = self.store.embedding_stats()
             new = FaissIndex.create(self.path / INDEX_NAME, dim, factory, expected_n=n)
             need = train_min(FaissIndex._target_for(factory, n, dim))
@@ -480,7 +504,8 @@ class DataDir:
                 self._file["generation"] = int(self._file.get("generation", 0)) + 1
                 self._file["saved_at"] = _now()
                 self._file["index"] = {"type": self.index.index_type, "vectors": len(self.index),
-                                       "tombstones": self.index.tombstone_count, "file": INDEX_NAME}
+                                       "tombstones": self.index.tombstone_count,
+                                       "file": getattr(self.index, "location", INDEX_NAME)}
                 self._file["format"] = "regionsearch-data-dir"
                 atomic_write_json(self.path / MANIFEST_NAME, self._file)
             self._pending = 0
@@ -524,6 +549,8 @@ class DataDir:
                 self.save()
         finally:
             self._closed = True
+            if hasattr(self.index, "close"):
+                self.index.close()
             self.store.close()
             _release_writer_lock(self._lock_fd)
             self._lock_fd = None
@@ -533,6 +560,14 @@ class DataDir:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _region_attrs(store: MetadataStore, ids: np.ndarray) -> dict[str, list[Any]]:
+    """``path``/``area``/``kind`` of region ids, for vector stores that filter on them (Milvus)."""
+    rows = {r.region_id: r for r in store.fetch_regions(ids)}
+    got = [rows.get(int(i)) for i in ids]
+    return {"path": [r.image_path if r else "" for r in got], "area": [r.area if r else 0 for r in got],
+            "kind": [r.kind if r else "mask" for r in got]}
 
 
 def _now() -> str:

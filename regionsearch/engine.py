@@ -31,12 +31,14 @@ class Engine:
     """
 
     def __init__(self, config: Config, data_dir: str | os.PathLike[str] | None = None,
-                 db_url: str | None = None, readonly: bool = False, create: bool = True):
+                 db_url: str | None = None, readonly: bool = False, create: bool = True,
+                 vectors_url: str | None = None):
         self.config = config
         self.data_dir = Path(data_dir or default_data_dir())
         self.db_url = db_url or os.environ.get("REGIONSEARCH_DB") or None
         self.pipeline = Pipeline(config)
         self.readonly = readonly
+        self.vectors_url = vectors_url or os.environ.get("REGIONSEARCH_VECTORS") or None
         self._create = create
         self._datadir: Any = None
         self._lock = threading.Lock()
@@ -54,7 +56,8 @@ class Engine:
 
                 manifest = self.pipeline.manifest() if self._create else None
                 self._datadir = DataDir.open(self.data_dir, manifest=manifest, db_url=self.db_url,
-                                             index_factory=self.config.index.factory, readonly=self.readonly)
+                                             index_factory=self.config.index.factory, readonly=self.readonly,
+                                             vectors_url=self.vectors_url)
             return self._datadir
 
     def close(self) -> None:
@@ -70,7 +73,18 @@ class Engine:
         self.close()
 
     # -- indexing ---------------------------------------------------------------------------
-    def index(self, paths: Sequence[str], progress: bool = True, workers: int | None = None) -> Any:
+    def index(self, paths: Sequence[str], progress: bool = True, workers: int | None = None,
+              runner: str = "local", ray_address: str | None = None) -> Any:
+        """Index ``paths``; ``runner`` is ``local`` (this process) or ``ray`` (Ray Data, on the cluster
+        at ``ray_address``, e.g. ``auto``; a local Ray instance when None)."""
+        if runner == "ray":
+            from indexer.ray_runner import run_ray
+
+            return run_ray(paths, self.config, self.datadir, self.pipeline, progress=progress, address=ray_address)
+        if runner != "local":
+            from .errors import UnknownNameError
+
+            raise UnknownNameError("runner", runner, ["local", "ray"])
         from indexer.local import run_local
 
         return run_local(paths, self.config, self.datadir, self.pipeline, progress=progress, workers=workers)

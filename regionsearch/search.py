@@ -68,8 +68,11 @@ def search_vector(datadir: Any, query: np.ndarray, k: int = 10, filters: SearchF
     total = max(1, len(datadir.index))
     want = min(total, max(k * max(1, oversample), k) + len(exclude))
     excluded = set(int(i) for i in exclude)
+    # filters a vector store may apply itself (Milvus); rows are still checked below
+    pushdown = {"path_prefix": f.path_prefix, "kinds": f.kinds,
+                "min_area": int(np.ceil(f.min_area)) if f.min_area is not None and f.min_area > 1 else None}
     while True:
-        scores, ids = datadir.search_vectors(q, want)
+        scores, ids = datadir.search_vectors(q, want, **pushdown)
         pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0 and int(i) not in excluded]
         rows = {r.region_id: r for r in datadir.fetch_regions([i for i, _ in pairs], path_prefix=f.path_prefix)}
         hits: list[SearchHit] = []
