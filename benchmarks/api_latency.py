@@ -6,7 +6,8 @@ Setup (figures are about time, not quality):
 * N regions: clustered synthetic 512-d vectors + real SQL rows (images, regions with RLE masks,
   float16 embeddings) committed through ``DataDir.commit``; the FAISS index type is what ``auto``
   picks for N (Flat < 100k <= HNSW < 1M <= IVF-PQ), trained up front;
-* text tower: the ViT-B-32 architecture with random weights (``pretrained: null``);
+* text tower: the ViT-B-32 architecture with random weights (``pretrained: null``), encoded the
+  way the embedder does it (truncated at the end-of-text token; ``--full-text`` for the baseline);
 * SAM: the hiera-tiny architecture (sam2's ``configs/sam2.1/sam2.1_hiera_t.yaml``, 1024 px) with
   random weights, put into the model registry of the server process;
 * the server runs in a subprocess (uvicorn, one worker); clients are httpx in this process;
@@ -16,7 +17,7 @@ Run::
 
     python benchmarks/api_latency.py                      # quick: 20k regions
     python benchmarks/api_latency.py --regions 1000000    # the full-size figure (minutes to build)
-    python benchmarks/api_latency.py --fast-text          # + the EOT-truncated text encoder
+    python benchmarks/api_latency.py --full-text          # baseline: text tower over all 77 tokens
 
 The data dir is kept (``--data-dir``, default ``/tmp/regionsearch-bench-<N>``) and reused when
 it already holds N regions.
@@ -147,7 +148,7 @@ def build(data_dir: Path, n_regions: int, seed: int = 0) -> dict:
 
 
 # ---------------------------------------------------------------------------------- serve
-def serve(data_dir: Path, port: int, fast_text: bool, threads: int) -> None:
+def serve(data_dir: Path, port: int, full_text: bool, threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
@@ -156,14 +157,12 @@ def serve(data_dir: Path, port: int, fast_text: bool, threads: int) -> None:
     cfg_path = data_dir / "bench.yaml"
     config = load_config(str(cfg_path))
     prime_sam(config)
-    if fast_text:
-        from regionsearch.embed.text_fast import _shortcut_pool, encode_text_truncated
-        from regionsearch.models.clip import load_clip
+    if full_text:
+        # baseline: the text tower over its whole context (what open_clip's encode_text does)
+        from regionsearch.embed import text_fast
 
-        model = load_clip(config.models.clip, "cpu").model  # the registry's instance, used by the API
-        if _shortcut_pool(model) is None:
-            raise SystemExit("--fast-text: this text tower has no exact EOT shortcut")
-        model.encode_text = lambda tokens, normalize=False: encode_text_truncated(model, tokens, normalize)
+        text_fast.encode_text_truncated = lambda model, tokens, normalize=False: model.encode_text(
+            tokens, normalize=normalize)
     from api.app import run_server
 
     run_server(host="127.0.0.1", port=port, config=str(cfg_path), data_dir=str(data_dir), log_level="warning",
@@ -281,7 +280,8 @@ def main() -> None:
     ap.add_argument("--concurrency", default="1,8,32")
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--prompts", type=int, default=30, help="cached segmentation prompts")
-    ap.add_argument("--fast-text", action="store_true", help="serve with the EOT-truncated text encoder")
+    ap.add_argument("--full-text", action="store_true",
+                    help="baseline: encode query texts over the full context (no end-of-text truncation)")
     ap.add_argument("--no-segment", action="store_true")
     ap.add_argument("--threads", type=int, default=min(4, os.cpu_count() or 1), help="torch threads of the server")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
@@ -289,13 +289,13 @@ def main() -> None:
     args = ap.parse_args()
     data_dir = args.data_dir or Path(f"/tmp/regionsearch-bench-{args.regions}")
     if args.serve:
-        serve(data_dir, args.port, args.fast_text, args.threads)
+        serve(data_dir, args.port, args.full_text, args.threads)
         return
 
     built = build(data_dir, args.regions)
     port = free_port()
     cmd = [sys.executable, __file__, "--serve", "--data-dir", str(data_dir), "--port", str(port),
-           "--threads", str(args.threads)] + (["--fast-text"] if args.fast_text else [])
+           "--threads", str(args.threads)] + (["--full-text"] if args.full_text else [])
     proc = subprocess.Popen(cmd, cwd=str(ROOT))
     url = f"http://127.0.0.1:{port}"
     try:
@@ -303,7 +303,7 @@ def main() -> None:
         ready = wait_ready(url, proc)
         startup = time.perf_counter() - t0
         results = {"regions": args.regions, "index": ready["index"], "build": built,
-                   "server_startup_s": round(startup, 1), "fast_text": args.fast_text,
+                   "server_startup_s": round(startup, 1), "text_encoding": "full context" if args.full_text else "truncated at end-of-text",
                    "cpu_count": os.cpu_count(), "search": []}
         for i, level in enumerate(int(c) for c in args.concurrency.split(",")):
             n = args.requests if level == 1 else max(args.requests, 4 * level)
