@@ -42,6 +42,62 @@ def too_large(message: str) -> ServiceError:
     return ServiceError(message, 413)
 
 
+class TextBatcher:
+    """Coalesces concurrent query texts into one call of the CLIP text tower.
+
+    At a handful of tokens per query the tower's cost is dominated by streaming its weights
+    (~150 MB for ViT-B-32), so a batch of n texts costs about as much as one. One worker thread
+    takes whatever queued up while the previous batch ran (no waiting window: a lone query is
+    encoded at once).
+    """
+
+    def __init__(self, embedder: Any, max_batch: int = 64):
+        import queue
+
+        self.embedder = embedder
+        self.max_batch = max_batch
+        self._queue: "queue.Queue[Any]" = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="text-batcher", daemon=True)
+        self._thread.start()
+
+    def encode(self, text: str) -> np.ndarray:
+        """The L2-normalised float32 embedding of one text (blocks the calling worker thread)."""
+        from concurrent.futures import Future
+
+        fut: Future = Future()
+        self._queue.put((text, fut))
+        return fut.result()
+
+    def _run(self) -> None:
+        import queue
+
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            while len(batch) < self.max_batch:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._queue.put(None)
+                    break
+                batch.append(nxt)
+            try:
+                vectors = self.embedder.embed_texts([t for t, _ in batch])
+            except BaseException as exc:  # hand the error to every waiting request
+                for _, fut in batch:
+                    fut.set_exception(exc)
+                continue
+            for (_, fut), vec in zip(batch, vectors):
+                fut.set_result(vec)
+
+    def close(self) -> None:
+        self._queue.put(None)
+
+
 class Metrics:
     """Prometheus metrics of one app (own registry, so several apps can live in one process)."""
 
@@ -75,6 +131,7 @@ class ServiceState:
     write_lock: threading.Lock = field(default_factory=threading.Lock)
     _reload_lock: threading.Lock = field(default_factory=threading.Lock)
     _prompt_lock: threading.Lock = field(default_factory=threading.Lock)
+    _batcher: Optional[TextBatcher] = None
     _last_check: float = 0.0
     images: LRUCache = field(default_factory=lambda: LRUCache(8))
     image_keys: LRUCache = field(default_factory=lambda: LRUCache(1024))
@@ -112,6 +169,8 @@ class ServiceState:
             pass
 
     def stop(self) -> None:
+        if self._batcher is not None:
+            self._batcher.close()
         if self.engine is not None:
             self.engine.close()
 
@@ -120,6 +179,13 @@ class ServiceState:
                 and self.engine.pipeline._embedder is not None and self.prompt is not None)
 
     # ------------------------------------------------------------------ access
+    def text_vector(self, text: str) -> np.ndarray:
+        """CLIP embedding of an already validated query text, batched with concurrent queries."""
+        with self._prompt_lock:
+            if self._batcher is None:
+                self._batcher = TextBatcher(self.engine.pipeline.embedder)
+        return self._batcher.encode(text)
+
     def prompt_segmenter(self) -> Any:
         with self._prompt_lock:
             if self.prompt is None:

@@ -30,7 +30,7 @@ def search(body: SearchRequest, state: State) -> dict:
     text = check_text(body.text, s)
     check_k(body.k, s)
     dd = state.datadir()
-    q = state.engine.text_vector(text)
+    q = state.text_vector(text)
     hits = search_vector(dd, q, body.k, _filters(body.filters), state.engine.config.search.oversample)
     return {"query": body.text, "hits": [h.to_json() for h in hits]}
 

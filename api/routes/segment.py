@@ -197,7 +197,7 @@ def _segment_text(state: ServiceState, req: SegmentTextRequest, data: bytes | No
         state.amg.put(key, cached)
     regions, vectors = cached
     t2 = time.perf_counter()
-    q = state.engine.text_vector(text)
+    q = state.text_vector(text)
     scores = vectors @ q if len(regions) else np.zeros(0, np.float32)
     order = np.argsort(-scores, kind="stable")[: req.k]
     t3 = time.perf_counter()

@@ -162,10 +162,25 @@ def test_errors_never_leak_tracebacks(client, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("secret internal detail")
 
-    monkeypatch.setattr(state.engine, "text_vector", boom)
+    monkeypatch.setattr(state, "text_vector", boom)
     r = client.post("/v1/search", json={"text": "red", "k": 2})
     assert r.status_code == 500 and r.json() == {"error": "internal error"}
     assert "secret" not in r.text and "Traceback" not in r.text
+
+
+def test_concurrent_searches_are_batched_and_exact(client, indexed_dir):
+    from concurrent.futures import ThreadPoolExecutor
+
+    state = client.app.state.service
+    emb = state.engine.pipeline.embedder
+    texts = [f"shape number {i}" for i in range(24)]
+    with ThreadPoolExecutor(12) as pool:
+        got = list(pool.map(state.text_vector, texts))
+    np.testing.assert_allclose(np.stack(got), emb.embed_texts(texts), rtol=1e-5, atol=1e-6)
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda i: client.post("/v1/search", json={"text": f"q{i}", "k": 3}).status_code,
+                              range(16)))
+    assert codes == [200] * 16
 
 
 def test_request_too_large_is_413(client):
