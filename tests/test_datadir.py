@@ -235,5 +235,5 @@ def test_other_database_is_refused(tmp_path):
     (root / "metadata.sqlite").unlink()
     for extra in ("-wal", "-shm"):
         (root / f"metadata.sqlite{extra}").unlink(missing_ok=True)
-    with pytest.raises(StoreError, match="db-url"):
+    with pytest.raises(StoreError, match="--db "):
         DataDir.open(root)

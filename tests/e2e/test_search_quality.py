@@ -9,7 +9,7 @@ import pytest
 from regionsearch.masks import decode_rle, mask_iou
 from regionsearch.testing.shapes import CLASSES
 
-from .conftest import scene_paths
+from regionsearch.testing.heldout import scene_paths
 
 pytestmark = pytest.mark.slow
 
