@@ -5,7 +5,7 @@ Setup (figures are about time, not quality):
 
 * N regions: clustered synthetic 512-d vectors + real SQL rows (images, regions with RLE masks,
   float16 embeddings) committed through ``DataDir.commit``; the FAISS index type is what ``auto``
-  picks for N (Flat < 100k <= HNSW < 1M <= IVF-PQ), trained up front;
+  picks for N (``choose_factory``: Flat for small N, HNSW32 at 1M), trained up front if it needs it;
 * text tower: the ViT-B-32 architecture with random weights (``pretrained: null``), encoded the
   way the embedder does it (truncated at the end-of-text token; ``--full-text`` for the baseline);
 * SAM: the hiera-tiny architecture (sam2's ``configs/sam2.1/sam2.1_hiera_t.yaml``, 1024 px) with
