@@ -132,6 +132,7 @@ class ServiceState:
     _reload_lock: threading.Lock = field(default_factory=threading.Lock)
     _prompt_lock: threading.Lock = field(default_factory=threading.Lock)
     _batcher: Optional[TextBatcher] = None
+    _batcher_lock: threading.Lock = field(default_factory=threading.Lock)
     _last_check: float = 0.0
     images: LRUCache = field(default_factory=lambda: LRUCache(8))
     image_keys: LRUCache = field(default_factory=lambda: LRUCache(1024))
@@ -181,7 +182,7 @@ class ServiceState:
     # ------------------------------------------------------------------ access
     def text_vector(self, text: str) -> np.ndarray:
         """CLIP embedding of an already validated query text, batched with concurrent queries."""
-        with self._prompt_lock:
+        with self._batcher_lock:
             if self._batcher is None:
                 self._batcher = TextBatcher(self.engine.pipeline.embedder)
         return self._batcher.encode(text)

@@ -26,7 +26,8 @@ class Settings(BaseModel):
     #: auto, cpu, cuda, cuda:N, mps (env REGIONSEARCH_DEVICE)
     device: Optional[str] = None
     #: key required in the ``X-API-Key`` header by write endpoints (upload, delete). Unset: those
-    #: endpoints answer 503 and the data directory is never written by the service.
+    #: endpoints answer 503 and the service never writes the data directory (it only creates an
+    #: empty one when none exists).
     api_key: Optional[SecretStr] = None
     #: allowed CORS origins (comma-separated in the env); empty = no cross-origin access
     cors_origins: list[str] = Field(default_factory=list)
