@@ -161,6 +161,10 @@ class FaissIndex:
                              f"{str(exc).splitlines()[0]}; examples: 'auto', 'Flat', 'HNSW32,Flat', "
                              "'IVF1024,PQ64'") from exc
         if isinstance(base, faiss.IndexIVF):
+            if isinstance(base, faiss.IndexIVFPQ):
+                # the factory turns on polysemous training, which only serves polysemous search (not
+                # used here) and makes training take minutes instead of seconds
+                base.do_polysemous_training = False
             return base
         if isinstance(base, faiss.IndexHNSW):
             base.hnsw.efConstruction = HNSW_EF_CONSTRUCTION

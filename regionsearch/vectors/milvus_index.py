@@ -98,6 +98,9 @@ class MilvusIndex:
         self.attrs = attrs
         self._lock = threading.RLock()
         self._dirty = False
+        #: search breadth for HNSW (``ef``) and IVF (``nprobe``) collections
+        self.ef_search = 128
+        self.nprobe = 32
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -154,7 +157,11 @@ class MilvusIndex:
         schema.add_field("area", DataType.INT64)
         schema.add_field("kind", DataType.VARCHAR, max_length=16)
         params = c.prepare_index_params()
-        extra = {"M": 32, "efConstruction": 80} if self._index_type == "HNSW" else {}
+        extra: dict[str, Any] = {}
+        if self._index_type == "HNSW":
+            extra = {"M": 32, "efConstruction": 80}
+        elif self._index_type.startswith("IVF"):
+            extra = {"nlist": 1024} | ({"m": max(1, self.dim // 8), "nbits": 8} if self._index_type == "IVF_PQ" else {})
         params.add_index(field_name="vector", index_type=self._index_type, metric_type="IP", params=extra)
         c.create_collection(self.collection, schema=schema, index_params=params, consistency_level="Strong")
 
@@ -289,9 +296,14 @@ class MilvusIndex:
             return out_s, out_i
         expr = self.filter_expr(path_prefix, min_area, kinds)
         limit = min(k, MAX_TOPK)
+        params: dict[str, Any] = {}
+        if self._index_type == "HNSW":
+            params["ef"] = max(self.ef_search, limit)
+        elif self._index_type.startswith("IVF"):
+            params["nprobe"] = self.nprobe
         with self._lock:
-            res = self._client.search(self.collection, data=list(q), limit=limit, filter=expr,
-                                      output_fields=[], search_params={"metric_type": "IP", "params": {}})
+            res = self._client.search(self.collection, data=list(q), limit=limit, filter=expr, output_fields=[],
+                                      search_params={"metric_type": "IP", "params": params})
         for row, hits in enumerate(res):
             for j, h in enumerate(hits):
                 out_i[row, j] = int(h["id"])

@@ -169,3 +169,19 @@ def test_milvus_url_errors(tmp_path):
         parse_url("redis://x")
     with pytest.raises(StoreError):
         parse_url("milvus:///")
+
+
+def test_ivf_pq_skips_polysemous_training():
+    """IVF-PQ (the auto choice above 5M vectors) trains in seconds: faiss' factory turns on
+    polysemous training, which search never uses and which took ~30x longer (benchmarks/vector_scale.py)."""
+    import faiss
+
+    idx = FaissIndex.create(None, DIM, "IVF16,PQ8")
+    idx.train(clustered(2000, seed=6))
+    inner = faiss.downcast_index(idx._index)
+    assert isinstance(inner, faiss.IndexIVFPQ) and inner.is_trained and not inner.do_polysemous_training
+    x = clustered(500, seed=7)
+    idx.add(np.arange(500), x)
+    idx.nprobe = 16
+    _, i = idx.search(x[:20], 1)
+    assert (i[:, 0] == np.arange(20)).mean() >= 0.9
