@@ -82,7 +82,7 @@ def image_row(path: str, sha256: str | None, pipeline_key: str, *, width: int | 
     """One shard row: an indexed image (``regions`` + float32 ``(n, dim)`` ``embeddings``) or,
     with ``error``, a failed one."""
     regs = []
-    if error is None:
+    if error is None and len(regions):
         emb = np.asarray(embeddings, np.float32).reshape(len(regions), -1)
         v16 = np.ascontiguousarray(emb, dtype="<f2")
         for r, vec in zip(regions, v16):
