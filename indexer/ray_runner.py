@@ -213,8 +213,11 @@ def _init_ray(address: str | None, opts: RayOptions) -> bool:
     kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True}
     if address:
         kw["address"] = address
-    elif opts.num_cpus is not None:
-        kw["num_cpus"] = opts.num_cpus
+    else:
+        if opts.num_cpus is not None:
+            kw["num_cpus"] = opts.num_cpus
+        # a busy machine can take longer than Ray's default 30 s to start the local GCS
+        os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "120")
     ray.init(**kw)
     return True
 

@@ -7,6 +7,9 @@ from pathlib import Path
 import pytest
 
 N_SCENES = 6
+#: the tiny preset with a coarser point grid: the same code paths at a quarter of the SAM prompts,
+#: so both runners fit the time budget of this directory on 2 shared cores
+SCALE_YAML = "extends: tiny\nsegment:\n  points_per_side: 8\n"
 
 
 def write_corpus(folder: Path, n: int = N_SCENES, seed: int = 4242) -> dict[str, Path]:
@@ -31,3 +34,18 @@ def corpus(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("scale_corpus")
     write_corpus(root / "images")
     return root / "images"
+
+
+@pytest.fixture(scope="session")
+def scale_config_path(tmp_path_factory) -> Path:
+    """A YAML config (``extends: tiny``) usable with ``--config`` and :func:`load_config`."""
+    p = tmp_path_factory.mktemp("scale_config") / "tiny_scale.yaml"
+    p.write_text(SCALE_YAML)
+    return p
+
+
+@pytest.fixture(scope="session")
+def scale_config(scale_config_path):
+    from regionsearch.config import load_config
+
+    return load_config(str(scale_config_path))

@@ -11,18 +11,17 @@ import pytest
 pytest.importorskip("pymilvus")
 pytest.importorskip("milvus_lite")
 
-from regionsearch.config import load_config  # noqa: E402
 from regionsearch.engine import Engine  # noqa: E402
 from regionsearch.errors import StoreError  # noqa: E402
 from regionsearch.search import SearchFilters  # noqa: E402
 from regionsearch.vectors.milvus_index import MilvusIndex  # noqa: E402
 
 
-def test_milvus_data_dir_end_to_end(corpus, tmp_path):
+def test_milvus_data_dir_end_to_end(corpus, scale_config, tmp_path):
     data = tmp_path / "data"
     url = f"milvus://{tmp_path / 'milvus' / 'vectors.db'}"
     paths = sorted(str(p) for p in corpus.glob("scene_0[0-2].png"))
-    with Engine(load_config("tiny"), data, vectors_url=url) as eng:
+    with Engine(scale_config, data, vectors_url=url) as eng:
         report = eng.index(paths + [str(corpus / "truncated.png")], progress=False)
         dd = eng.datadir
         assert isinstance(dd.index, MilvusIndex)
@@ -68,8 +67,8 @@ def test_milvus_data_dir_end_to_end(corpus, tmp_path):
     assert manifest["vectors"] == {"backend": "milvus", "url": url}
     assert manifest["index"]["type"].startswith("milvus:") and manifest["index"]["vectors"] == n
     # reopened without --vectors: the manifest says where the vectors are
-    with Engine(load_config("tiny"), data) as eng:
+    with Engine(scale_config, data) as eng:
         assert isinstance(eng.datadir.index, MilvusIndex) and len(eng.datadir.index) == n
         assert eng.datadir.doctor().ok
     with pytest.raises(StoreError, match="keeps its vectors"):
-        Engine(load_config("tiny"), data, vectors_url=f"milvus://{tmp_path / 'other.db'}").datadir
+        Engine(scale_config, data, vectors_url=f"milvus://{tmp_path / 'other.db'}").datadir

@@ -10,7 +10,6 @@ ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
 pytest.importorskip("pyarrow")
 
-from regionsearch.config import load_config  # noqa: E402
 from regionsearch.datadir import DataDir  # noqa: E402
 from regionsearch.masks import decode_rle  # noqa: E402
 from regionsearch.pipeline import Pipeline  # noqa: E402
@@ -22,14 +21,25 @@ from indexer.shards import pending_shards, read_shard  # noqa: E402
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    import os
+
+    # the machine is shared with heavy jobs: give the GCS more than the default 30 s to come up
+    os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "180")
+    for attempt in range(3):  # the raylet's 30 s registration window is fixed in Ray: retry on a busy machine
+        try:
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+            break
+        except Exception:
+            ray.shutdown()
+            if attempt == 2:
+                raise
     yield
     ray.shutdown()
 
 
 @pytest.fixture(scope="module")
-def config():
-    return load_config("tiny")
+def config(scale_config):
+    return scale_config
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +122,8 @@ def test_ray_matches_local_and_resumes_by_shard(ray_cluster, corpus, config, loc
     assert snapshot(root)[0].keys() == want_regions.keys()
 
 
-def test_cli_runner_ray_on_a_locally_indexed_dir(ray_cluster, corpus, local_dir, tmp_path, capsys):
+def test_cli_runner_ray_on_a_locally_indexed_dir(ray_cluster, corpus, local_dir, scale_config_path, tmp_path,
+                                                 capsys):
     """``regionsearch index --runner ray`` on the local runner's data dir: nothing to redo; an
     unreadable file is recorded with exit code 1; an unknown runner is a usage error."""
     import json
@@ -126,8 +137,8 @@ def test_cli_runner_ray_on_a_locally_indexed_dir(ray_cluster, corpus, local_dir,
     empty.write_bytes(b"")
     scenes = [str(p) for p in sorted(corpus.glob("scene_*.png"))]
     with pytest.raises(SystemExit) as info:
-        main(["index", *scenes, str(empty), "--config", "tiny", "--data-dir", str(data_dir), "--runner", "ray",
-              "--json"])
+        main(["index", *scenes, str(empty), "--config", str(scale_config_path), "--data-dir", str(data_dir),
+              "--runner", "ray", "--json"])
     out = capsys.readouterr().out
     data = json.loads(out[out.index("{"):])
     assert info.value.code == 1
