@@ -8,6 +8,10 @@ Layout of ``--data-dir`` (default ``./regionsearch-data``)::
     vectors.faiss            the FAISS index (ids = SQL region ids)
     vectors.tombstones.npy   ids removed from an HNSW index, filtered at query time
     .writer.lock             held (flock) by the one process that may write
+    shards/                  Parquet shards of a Ray indexing run, not merged yet (indexer/shards.py)
+
+With ``vectors_url`` (``--vectors milvus:///path.db`` or ``http://host:19530``) the vectors live
+in Milvus instead of ``vectors.faiss``; the URL is recorded in the manifest.
 
 SQL is the source of truth; it stores every region's embedding (float16). Opening a data dir for
 writing compares the index with SQL (cheaply: count, max and sum of ids) and repairs it from the
