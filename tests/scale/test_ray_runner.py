@@ -83,6 +83,8 @@ def assert_same_regions(got, want):
 def test_ray_matches_local_and_resumes_by_shard(ray_cluster, corpus, config, local_dir, tmp_path):
     want_regions, want_failures = snapshot(local_dir)
     assert len(want_regions) == 6 and len(want_failures) == 2
+    n_masks = sum(k == "mask" for _, regs in want_regions.values() for k, *_ in regs)
+    assert n_masks >= 6, "the tiny SAM found (almost) no masks: nothing to compare"
     root = tmp_path / "ray_data"
     manifest = Pipeline(config).manifest()
 
