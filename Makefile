@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml requirements/constraints.txt requirements/sam2.txt requirements/test.txt
+$(STAMP): pyproject.toml requirements/constraints.txt requirements/sam2.txt requirements/test.txt requirements/scale.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip setuptools wheel
 	$(PIP) install -q -c requirements/constraints.txt torch==2.14.1 torchvision==0.29.1
@@ -20,6 +20,7 @@ $(STAMP): pyproject.toml requirements/constraints.txt requirements/sam2.txt requ
 	SAM2_BUILD_CUDA=0 $(PIP) install -q --no-build-isolation --no-deps --require-hashes -r requirements/sam2.txt
 	$(PIP) install -q -c requirements/constraints.txt -e ".[dev,postgres,eval]"
 	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(PIP) install -q -c requirements/constraints.txt -r requirements/test.txt
+	$(PIP) install -q -c requirements/constraints.txt -r requirements/scale.txt
 	touch $(STAMP)
 
 test: install
