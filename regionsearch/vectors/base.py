@@ -29,3 +29,20 @@ class VectorIndex(Protocol):
 
     def save(self) -> None:
         """Persist atomically (a crash leaves either the old or the new file, never half of one)."""
+
+
+def prepare_queries(q: np.ndarray, dim: int, k: int) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
+    """Validate a search call shared by every backend: returns ``(q as float32 (m, dim), k,
+    empty scores (m, k) filled with -inf, empty ids (m, k) filled with -1)``."""
+    from ..errors import StoreError
+
+    q = np.ascontiguousarray(q, dtype=np.float32)
+    if q.ndim == 1:
+        q = q[None, :]
+    if q.ndim != 2 or q.shape[1] != dim:
+        raise StoreError(f"queries must have shape (m, {dim}), got {q.shape}")
+    k = int(k)
+    if k <= 0:
+        raise StoreError(f"k must be positive, got {k}")
+    m = q.shape[0]
+    return q, k, np.full((m, k), -np.inf, np.float32), np.full((m, k), -1, np.int64)

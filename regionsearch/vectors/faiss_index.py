@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MissingDependencyError, StoreError
+from .base import prepare_queries
 from ..store.files import atomic_write
 
 log = logging.getLogger(__name__)
@@ -338,17 +339,8 @@ class FaissIndex:
     def search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` per query row of float32 ``q`` (``(m, dim)`` or ``(dim,)``): ``(scores float32 (m, k),
         ids int64 (m, k))`` best first; missing results have id ``-1`` and score ``-inf``."""
-        q = np.ascontiguousarray(q, dtype=np.float32)
-        if q.ndim == 1:
-            q = q[None, :]
-        if q.ndim != 2 or q.shape[1] != self.dim:
-            raise StoreError(f"queries must have shape (m, {self.dim}), got {q.shape}")
-        k = int(k)
-        if k <= 0:
-            raise StoreError(f"k must be positive, got {k}")
+        q, k, out_s, out_i = prepare_queries(q, self.dim, k)
         m = q.shape[0]
-        out_s = np.full((m, k), -np.inf, np.float32)
-        out_i = np.full((m, k), -1, np.int64)
         with self._lock:
             n = self.ntotal
             if n == 0 or m == 0:

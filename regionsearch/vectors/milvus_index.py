@@ -30,6 +30,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import MissingDependencyError, StoreError
+from .base import prepare_queries
 
 log = logging.getLogger(__name__)
 
@@ -281,17 +282,8 @@ class MilvusIndex:
         """Top ``k`` per query row of float32 ``q`` (``(m, dim)`` or ``(dim,)``): ``(scores float32 (m, k),
         ids int64 (m, k))`` best first; missing results have id ``-1`` and score ``-inf``. The
         keyword filters are applied inside Milvus (``min_area`` in pixels)."""
-        q = np.ascontiguousarray(q, dtype=np.float32)
-        if q.ndim == 1:
-            q = q[None, :]
-        if q.ndim != 2 or q.shape[1] != self.dim:
-            raise StoreError(f"queries must have shape (m, {self.dim}), got {q.shape}")
-        k = int(k)
-        if k <= 0:
-            raise StoreError(f"k must be positive, got {k}")
+        q, k, out_s, out_i = prepare_queries(q, self.dim, k)
         m = q.shape[0]
-        out_s = np.full((m, k), -np.inf, np.float32)
-        out_i = np.full((m, k), -1, np.int64)
         if m == 0:
             return out_s, out_i
         expr = self.filter_expr(path_prefix, min_area, kinds)
