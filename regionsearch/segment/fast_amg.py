@@ -38,6 +38,10 @@ from ..types import Region
 from .amg import rank_score, whole_image_region
 
 
+#: low-resolution pixel count below which a mask skips the approximate NMS
+MIN_LOWRES_AREA = 64
+
+
 @dataclass
 class AmgStats:
     """Counters of one ``generate`` call (for benchmarks)."""
@@ -197,7 +201,7 @@ class FastAutomaticSegmenter:
                 stab = _stability(logits, self.mask_threshold, p["stability_score_offset"])
                 keep &= stab >= (p["stability_score_thresh"] - self.margin)
             keep &= (logits > self.mask_threshold).flatten(-2).any(-1)
-            out["logits"].append(torch.clamp(logits[keep], -32.0, 32.0))
+            out["logits"].append(logits[keep])  # unclamped: sam2 upsamples the raw logits
             out["iou"].append(iou[keep])
             out["points"].append(pts_rep[keep])
         if not out["logits"]:
@@ -217,15 +221,26 @@ class FastAutomaticSegmenter:
         return boxes * torch.tensor([sx, sy, sx, sy]) + torch.tensor([0.0, 0.0, sx, sy])
 
     def _lowres_nms(self, cand: dict[str, Any]) -> dict[str, Any]:
-        """Drop near-duplicates cheaply (lenient IoU threshold); the exact NMS runs later."""
+        """Drop near-duplicates cheaply (lenient IoU threshold); the exact NMS runs later.
+
+        Only masks of at least ``MIN_LOWRES_AREA`` low-resolution pixels take part: the boxes of
+        smaller masks are too coarsely quantised at low resolution to decide on, so they go to
+        the exact NMS untouched.
+        """
+        import torch
         from torchvision.ops import nms
 
         if cand["logits"].shape[0] <= 1:
             return cand
         hw = self.predictor._orig_hw[-1]
-        boxes = self._lowres_boxes(cand["logits"], hw)
+        large = (cand["logits"] > self.mask_threshold).flatten(-2).sum(-1) >= MIN_LOWRES_AREA
+        idx_large = torch.nonzero(large).flatten()
+        if idx_large.numel() <= 1:
+            return cand
+        boxes = self._lowres_boxes(cand["logits"][idx_large], hw)
         thr = min(0.98, float(self.params["box_nms_thresh"]) + self.lowres_nms_slack)
-        keep = nms(boxes, cand["iou"].float(), thr)
+        kept = idx_large[nms(boxes, cand["iou"][idx_large].float(), thr)]
+        keep = torch.cat([kept, torch.nonzero(~large).flatten()]).sort().values
         return {k: v[keep] for k, v in cand.items()}
 
     def _covered(self, cand: dict[str, Any], points: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
@@ -258,6 +273,8 @@ class FastAutomaticSegmenter:
             stats.upsampled += int(logits.shape[0])
             stab = _stability(logits, self.mask_threshold, p["stability_score_offset"])
             keep = stab >= p["stability_score_thresh"] if p["stability_score_thresh"] > 0 else torch.ones_like(stab, dtype=torch.bool)
+            # masks that vanish at full resolution are not regions (sam2 would emit them with area 0)
+            keep &= (logits > self.mask_threshold).flatten(-2).any(-1)
             m = logits[keep] > self.mask_threshold
             masks.append(m)
             ious.append(cand["iou"][i:i + chunk][keep])
