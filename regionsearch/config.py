@@ -120,7 +120,7 @@ class EmbedConfig:
     ``min_region_area`` pixels are not embedded (and not stored).
     """
 
-    crop: str = "blur"
+    crop: str = "mask"
     context: float = 0.15
     blur_sigma: float = 8.0
     min_region_area: int = 64
