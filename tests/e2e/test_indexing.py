@@ -166,23 +166,32 @@ def _index_cmd(corpus: Path, data: Path, cfg: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_kill_9_at_random_moments_then_resume(tmp_path):
+    n_images = 20
     corpus = tmp_path / "corpus"
-    _write_scenes(corpus, 10, seed=21)
+    _write_scenes(corpus, n_images, seed=21)
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text("extends: tiny\ningest:\n  batch_images: 1\n")
     env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1")
 
     reference = tmp_path / "reference"
+    t0 = time.monotonic()
     subprocess.run(_index_cmd(corpus, reference, cfg), env=env, check=True, capture_output=True, timeout=900)
+    full_s = time.monotonic() - t0
     want = _counts(reference)
+    t0 = time.monotonic()  # a run with nothing to do: process start + model load
+    subprocess.run(_index_cmd(corpus, reference, cfg), env=env, check=True, capture_output=True, timeout=900)
+    startup_s = time.monotonic() - t0
+    per_image_s = max(0.2, (full_s - startup_s) / n_images)
 
+    # kill moments: after start-up, within the next 0.2-2.5 images of work, so that five kills
+    # land mid-indexing whatever the machine's speed (each kill costs at most ~3 images)
     data = tmp_path / "data"
     rng = random.Random(1234)
     kills = 0
-    for attempt in range(8):
+    for attempt in range(12):
         proc = subprocess.Popen(_index_cmd(corpus, data, cfg), env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(3.0, 14.0))
+        time.sleep(startup_s * rng.uniform(0.6, 1.0) + per_image_s * rng.uniform(0.2, 2.5))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
