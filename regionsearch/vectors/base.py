@@ -46,3 +46,19 @@ def prepare_queries(q: np.ndarray, dim: int, k: int) -> tuple[np.ndarray, int, n
         raise StoreError(f"k must be positive, got {k}")
     m = q.shape[0]
     return q, k, np.full((m, k), -np.inf, np.float32), np.full((m, k), -1, np.int64)
+
+
+def as_ids(ids: np.ndarray) -> np.ndarray:
+    """Region ids as a contiguous int64 vector."""
+    return np.ascontiguousarray(np.asarray(ids).ravel(), dtype=np.int64)
+
+
+def prepare_additions(ids: np.ndarray, vectors: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Validate an ``add`` call shared by every backend: ``(int64 ids (n,), float32 vectors (n, dim))``."""
+    from ..errors import StoreError
+
+    ids = as_ids(ids)
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2 or vectors.shape[1] != dim or vectors.shape[0] != ids.size:
+        raise StoreError(f"add() needs ids (n,) and vectors (n, {dim}); got {ids.shape} and {vectors.shape}")
+    return ids, vectors

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MissingDependencyError, StoreError
-from .base import prepare_queries
+from .base import as_ids, prepare_additions, prepare_queries
 from ..store.files import atomic_write
 
 log = logging.getLogger(__name__)
@@ -94,9 +94,6 @@ def _kind(index: "faiss.Index") -> str:
     raise StoreError(f"unsupported faiss index type {type(index).__name__}")
 
 
-def _as_ids(ids: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(np.asarray(ids).ravel(), dtype=np.int64)
-
 
 class FaissIndex:
     """A FAISS index stored at ``path`` (see the module doc). Thread-safe (one lock)."""
@@ -112,7 +109,7 @@ class FaissIndex:
         self._kind = _kind(index)
         self._lock = threading.RLock()
         self._dirty = False
-        tomb = np.unique(_as_ids(tombstones)) if tombstones is not None else np.zeros(0, np.int64)
+        tomb = np.unique(as_ids(tombstones)) if tombstones is not None else np.zeros(0, np.int64)
         if tomb.size:
             tomb = tomb[np.isin(tomb, self._raw_ids())]
         self._tomb = tomb
@@ -237,10 +234,7 @@ class FaissIndex:
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Add float32 ``(n, dim)`` L2-normalised ``vectors`` under int64 ``ids``."""
         self._writable()
-        ids = _as_ids(ids)
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        if vectors.ndim != 2 or vectors.shape[1] != self.dim or vectors.shape[0] != ids.size:
-            raise StoreError(f"add() needs ids (n,) and vectors (n, {self.dim}); got {ids.shape} and {vectors.shape}")
+        ids, vectors = prepare_additions(ids, vectors, self.dim)
         if ids.size == 0:
             return
         with self._lock:
@@ -275,7 +269,7 @@ class FaissIndex:
     def remove(self, ids: np.ndarray) -> None:
         """Remove ``ids`` (unknown ids are ignored)."""
         self._writable()
-        ids = np.unique(_as_ids(ids))
+        ids = np.unique(as_ids(ids))
         if ids.size == 0:
             return
         with self._lock:

@@ -30,7 +30,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import MissingDependencyError, StoreError
-from .base import prepare_queries
+from .base import as_ids, prepare_additions, prepare_queries
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +74,6 @@ def parse_url(url: str, base_dir: str | Path | None = None) -> dict[str, Any]:
             "index_type": query.get("index", "FLAT" if lite else "AUTOINDEX").upper(),
             "token": query.get("token")}
 
-
-def _as_ids(ids: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(np.asarray(ids).ravel(), dtype=np.int64)
 
 
 class MilvusIndex:
@@ -217,10 +214,7 @@ class MilvusIndex:
         """Upsert float32 ``(n, dim)`` L2-normalised ``vectors`` under int64 ``ids``. ``attrs`` (optional,
         else asked from :attr:`attrs`): ``path`` (str), ``area`` (pixels), ``kind`` per id."""
         self._writable()
-        ids = _as_ids(ids)
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        if vectors.ndim != 2 or vectors.shape[1] != self.dim or vectors.shape[0] != ids.size:
-            raise StoreError(f"add() needs ids (n,) and vectors (n, {self.dim}); got {ids.shape} and {vectors.shape}")
+        ids, vectors = prepare_additions(ids, vectors, self.dim)
         if ids.size == 0:
             return
         if attrs is None and self.attrs is not None:
@@ -243,7 +237,7 @@ class MilvusIndex:
     def remove(self, ids: np.ndarray) -> None:
         """Remove ``ids`` (unknown ids are ignored)."""
         self._writable()
-        ids = np.unique(_as_ids(ids))
+        ids = np.unique(as_ids(ids))
         if ids.size == 0:
             return
         with self._lock:
