@@ -92,32 +92,54 @@ def project_index(images, sam, bundle, cfg) -> dict:
 
     pipe = Pipeline(cfg)
     pipe._segmenter = FastAutomaticSegmenter(sam, cfg.segment, cfg.embed.min_region_area,
-                                             coarse_to_fine=cfg.segment.coarse_to_fine)
+                                             coarse_to_fine=cfg.segment.coarse_to_fine,
+                                             coarse_step=cfg.segment.coarse_step)
     pipe._embedder = ClipEmbedder(bundle, cfg.embed.batch_size)
     times = StageTimes()
     masks = 0
     stats = []
+    records = []
     for img in images:
         regions, _ = pipe.process(img, times)
         masks += sum(r.kind == "mask" for r in regions)
+        records.append([{"segmentation": r.rle} for r in regions if r.kind == "mask"])
         stats.append(dict(pipe._segmenter.stats.__dict__))
-    return {"segment_s": times.segment, "embed_s": times.embed, "masks": masks, "stats": stats}
+    return {"segment_s": times.segment, "embed_s": times.embed, "masks": masks, "stats": stats, "records": records}
 
 
-def calibrate(sam, image, base_params) -> dict:
-    """Pick the stability threshold (random weights) that leaves 50-100 masks on ``image``."""
+def _agreement(base: list[list[dict]], ours: list[list[dict]], thr: float = 0.8) -> float | None:
+    """Fraction of the naive masks matched by a project mask at IoU >= ``thr`` (random weights:
+    this only checks that the speed work keeps the same masks; the real check is part 2)."""
+    from regionsearch.masks import rle_iou
+
+    hits = []
+    for rb, rf in zip(base, ours):
+        if rb and rf:
+            hits += list(rle_iou([r["segmentation"] for r in rb], [r["segmentation"] for r in rf]).max(1) >= thr)
+        else:
+            hits += [False] * len(rb)
+    return float(np.mean(hits)) if hits else None
+
+
+def calibrate(sam, image, base_params, target: int = 50) -> dict:
+    """Pick the stability threshold (random weights) that leaves about ``target`` masks on ``image``.
+
+    One generator run on a 16x16 grid with the threshold at 0 gives every surviving mask's
+    stability score; the highest threshold of a fixed ladder that keeps ``target`` of them is
+    taken (the 32x32 grid of the real runs finds at least as many). One run instead of one per
+    threshold: with hiera-tiny on this CPU a 32x32 run costs minutes.
+    """
     from regionsearch.config import load_config
     from regionsearch.segment.fast_amg import FastAutomaticSegmenter
 
-    best = None
-    for thr in (0.95, 0.9, 0.85, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0):
-        cfg = load_config("default", {"segment": {**{k: v for k, v in base_params.items()}, "stability_score_thresh": thr,
-                                                   "max_regions": 1000}})
-        n = len(FastAutomaticSegmenter(sam, cfg.segment, coarse_to_fine=False).generate(image))
-        best = (thr, n)
-        if n >= 50:
-            break
-    return {"stability_score_thresh": best[0], "masks_on_first_image": best[1]}
+    cfg = load_config("default", {"segment": {**base_params, "points_per_side": 16, "stability_score_thresh": 0.0,
+                                              "max_regions": 100_000}})
+    stab = np.array([r["stability_score"] for r in FastAutomaticSegmenter(sam, cfg.segment, coarse_to_fine=False)
+                     .generate(image)])
+    ladder = (0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0)
+    thr = next((t for t in ladder if (stab >= t).sum() >= target), 0.0)
+    return {"stability_score_thresh": thr, "masks_at_16x16": int((stab >= thr).sum()),
+            "stability_quantiles": [round(float(q), 3) for q in np.quantile(stab, [0.1, 0.5, 0.9])] if stab.size else []}
 
 
 def part_speed(args) -> dict:
@@ -153,11 +175,28 @@ def part_speed(args) -> dict:
     a = naive_index(images, sam, clip, preprocess, naive_params)
     ta = time.perf_counter() - t0
     rss_a = _rss_mb()
+    print(f"naive: {ta:.1f} s for {len(images)} images, {a['masks'] / len(images):.1f} masks/image", flush=True)
+    # the speed work step by step: the project's generator on one grid (its output equals
+    # sam2's), then coarse-to-fine with 2x and 4x sparser coarse grids; the default preset last
+    steps = {}
+    for name, over in (("one grid", {"coarse_to_fine": False}), ("coarse-to-fine x2", {"coarse_step": 2}),
+                       ("coarse-to-fine x4", {"coarse_step": 4})):
+        if name not in args.steps:
+            continue
+        vcfg = load_config("default", {"device": "cpu", "segment": {**thresholds, "max_regions": 1000, **over}})
+        t0 = time.perf_counter()
+        v = project_index(images, sam, bundle, vcfg)
+        tv = time.perf_counter() - t0
+        steps[name] = {"seconds": tv, "ratio": ta / tv, "masks_per_image": v["masks"] / len(images),
+                       "prompts_per_image": float(np.mean([st["prompts"] for st in v["stats"]])),
+                       "agreement_with_naive": _agreement(a["records"], v["records"])}
+        print(f"step {name}: {tv:.1f} s, ratio {ta / tv:.2f}, {steps[name]}", flush=True)
     t0 = time.perf_counter()
     b = project_index(images, sam, bundle, cfg)
     tb = time.perf_counter() - t0
     n = len(images)
     return {
+        "steps": steps, "default_agreement_with_naive": _agreement(a["records"], b["records"]),
         "images": n, "size": args.size, "torch_threads": torch.get_num_threads(), "calibration": calib,
         "naive": {"images_per_s": n / ta, "seconds": ta, "segment_s": a["segment_s"], "embed_s": a["embed_s"],
                   "masks_per_image": a["masks"] / n, "params": naive_params, "peak_rss_mb_after": rss_a},
@@ -185,7 +224,8 @@ def part_agreement(args) -> dict:
         sam = load_sam2(cfg.models.sam, "cpu")
         base = SAM2AutomaticMaskGenerator(sam, output_mode="coco_rle", **cfg.segment.amg_params())
         base.predictor._bb_feat_sizes = backbone_feature_sizes(sam)
-        ours = FastAutomaticSegmenter(sam, cfg.segment, coarse_to_fine=cfg.segment.coarse_to_fine)
+        ours = FastAutomaticSegmenter(sam, cfg.segment, coarse_to_fine=cfg.segment.coarse_to_fine,
+                                      coarse_step=cfg.segment.coarse_step)
         fwd, rev, tb, tf, nb, nf = [], [], 0.0, 0.0, 0, 0
         for scene in make_scenes(args.scenes, seed=5150):
             t = time.perf_counter(); rb = base.generate(scene.image); tb += time.perf_counter() - t
@@ -210,7 +250,10 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=512, help="longer side of the benchmark photos")
     ap.add_argument("--scenes", type=int, default=12, help="held-out shapes scenes for the agreement part")
     ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument("--steps", default="one grid,coarse-to-fine x2,coarse-to-fine x4",
+                    help="speed steps to measure besides the default preset (comma-separated; '' for none)")
     args = ap.parse_args()
+    args.steps = [x.strip() for x in args.steps.split(",") if x.strip()]
     res = {}
     if args.part in ("speed", "both"):
         res["speed"] = s = part_speed(args)

@@ -19,10 +19,10 @@ queries and of batches of 100 queries.
 Configurations (``--configs``, comma-separated):
 
 * ``faiss:Flat`` exact; ``faiss:HNSW32`` (efConstruction/efSearch as the product:
-  80/128); ``faiss:IVF-PQ``: the product's ``auto`` choice above 5M (``IVF{nlist},PQ{d/8}``,
-  nlist = power of two <= 4 sqrt(n), nprobe as the product: max(16, nlist/32)), trained on a
-  sample and filled chunk by chunk; ``faiss:IVF-PQ+SQ8``: the same with an 8-bit scalar-quantised
-  refinement of the top ``k * --refine`` candidates (1 byte per dimension);
+  80/128); ``faiss:IVF-PQ``: ``IVF{nlist},PQ{d/8}`` (nlist = power of two <= 4 sqrt(n), nprobe as
+  the product: max(16, nlist/32)), trained on a sample and filled chunk by chunk;
+  ``faiss:IVF-PQ+SQ8``: the product's ``auto`` choice above 5M, the same with an 8-bit
+  scalar-quantised refinement of the top ``k * --refine`` candidates (1 byte per dimension);
 * ``milvus:FLAT`` / ``milvus:HNSW`` / ``milvus:IVF_PQ``: the project's :class:`MilvusIndex` on Milvus
   Lite (skipped above ``--milvus-max-n``, default 1M: Lite is meant for local use).
 

@@ -92,9 +92,10 @@ class SegmentConfig:
     #: ``fast``: the project's generator (low-resolution filtering, coarse-to-fine prompting;
     #: see regionsearch/segment/fast_amg.py); ``sam2``: sam2's SAM2AutomaticMaskGenerator as is
     generator: str = "fast"
-    #: with the fast generator: prompt a half-density grid first, then full-grid points only
-    #: where no accepted mask covers them
+    #: with the fast generator: prompt a grid ``coarse_step`` times sparser first, then full-grid
+    #: points only where the finest accepted mask of no coarse prompt covers them
     coarse_to_fine: bool = True
+    coarse_step: int = 2
     #: also store one region covering the whole image, so scene-level queries work
     whole_image_region: bool = True
 
@@ -189,7 +190,8 @@ class Config:
             "clip": dataclasses.asdict(self.models.clip) | {"cache_dir": None},
             "amg": self.segment.amg_params(),
             "max_regions": self.segment.max_regions,
-            "generator": [self.segment.generator, self.segment.coarse_to_fine],
+            "generator": [self.segment.generator, self.segment.coarse_to_fine]
+            + ([self.segment.coarse_step] if self.segment.coarse_to_fine and self.segment.coarse_step != 2 else []),
             "whole": self.segment.whole_image_region,
             "embed": {k: v for k, v in dataclasses.asdict(self.embed).items() if k != "batch_size"},
         }

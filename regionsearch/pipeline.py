@@ -68,7 +68,8 @@ class Pipeline:
                     from .segment.fast_amg import FastAutomaticSegmenter
 
                     self._segmenter = FastAutomaticSegmenter(self.sam_model, seg, self.config.embed.min_region_area,
-                                                             coarse_to_fine=seg.coarse_to_fine)
+                                                             coarse_to_fine=seg.coarse_to_fine,
+                                                             coarse_step=seg.coarse_step)
                 else:
                     from .segment.amg import AutomaticSegmenter
 

@@ -1,24 +1,28 @@
 """A faster "segment everything" for SAM 2.1, on sam2's own model and predictor.
 
 It follows ``sam2.automatic_mask_generator.SAM2AutomaticMaskGenerator`` for the single-crop
-case (``crop_n_layers=0``, no m2m refinement) and returns the same records, but reorders the
-work so that the expensive full-resolution steps only touch masks that can survive:
+case (``crop_n_layers=0``, no m2m refinement) and returns the same records; it changes where the
+work goes. Measured on this CPU with hiera-tiny (``benchmarks/index_throughput.py``): the mask
+decoder costs ~0.1-0.3 s per point prompt (the two-way transformer and the upscaling run on the
+64x64 image tokens once per prompt), while upsampling a candidate to 512x512 and scoring its
+stability costs ~5 ms. So the number of prompts decides the speed, and filtering on low
+resolution saves little:
 
 1. **One image embedding** (``set_image``) per image, shared by every prompt batch (as sam2).
-2. **Low-resolution filtering first.** sam2 upsamples *every* candidate (points x 3 multimask
-   outputs) to the original image size before filtering by predicted IoU and stability, then
-   RLE-encodes every survivor before NMS. Here, predicted IoU is filtered on the decoder output
-   and the stability score is computed on the low-resolution logits (a ratio of areas, nearly
-   resolution independent) with a small safety ``margin`` below the threshold; near-duplicates are
-   removed by a lenient NMS on low-resolution boxes. Only these survivors are upsampled.
-3. **Exact final decisions.** Survivors are upsampled exactly as sam2 does (bilinear from the
-   low-resolution logits to the image size), their stability score is recomputed at full
-   resolution and filtered with the real threshold, boxes come from the full-resolution masks
-   and the real ``box_nms_thresh`` NMS runs on them, then RLE encoding (only for kept masks).
-4. **Coarse-to-fine prompting** (optional, on by default): a grid with half the points per side
-   first; points of the full grid are then only prompted where no accepted mask covers them
-   (coverage measured on the low-resolution masks). On images with large objects most fine
-   points are covered, so the decoder runs far fewer times.
+2. **Exact filters, cheap order.** Predicted IoU is filtered on the decoder output, as sam2
+   does. Candidates are upsampled exactly as sam2 does (bilinear from the raw low-resolution
+   logits), their stability score is computed at full resolution and filtered with the real
+   threshold, and only the score, the box and the low-resolution logits are kept; the real
+   ``box_nms_thresh`` NMS runs on the full-resolution boxes, and only the kept masks are
+   upsampled again and RLE-encoded (sam2 RLE-encodes every candidate that passes the filters).
+   An earlier version also pre-filtered stability on the low-resolution logits and ran a
+   lenient NMS there; with the tiny model that lost masks (agreement with sam2 0.83 instead of
+   1.0) for a few per cent of speed, so it was removed.
+3. **Coarse-to-fine prompting** (``coarse_to_fine``, on by default): a grid with
+   ``1/coarse_step`` of the points per side first; points of the full grid are then prompted
+   only where the finest accepted mask of no coarse prompt covers them (see ``_covered``). On
+   images with large objects most fine points are covered, so the decoder runs far fewer times.
+   With ``coarse_to_fine=False`` the output equals sam2's (tested).
 
 Everything runs under ``torch.inference_mode``. Configurations this does not cover (crop layers,
 m2m refinement) fall back to sam2's generator, so every parameter keeps its meaning.
@@ -38,8 +42,9 @@ from ..types import Region
 from .amg import rank_score, whole_image_region
 
 
-#: low-resolution pixel count below which a mask skips the approximate NMS
-MIN_LOWRES_AREA = 64
+#: CPU decoder batches hold at most this many image-token values (4 prompts for hiera-tiny's
+#: 64x64x256 tokens, 256 for the tiny test model's 16x16x64); see ``_decode_batch``
+CPU_DECODE_ELEMENTS = 4 * 64 * 64 * 256
 
 
 @dataclass
@@ -48,7 +53,7 @@ class AmgStats:
 
     prompts: int = 0
     candidates: int = 0
-    lowres_survivors: int = 0
+    lowres_survivors: int = 0  # candidates passing the predicted-IoU filter
     upsampled: int = 0
     kept: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
@@ -73,13 +78,13 @@ def _mask_boxes(masks: Any) -> Any:
 class FastAutomaticSegmenter:
     """``segment(image)`` -> regions; ``generate(image)`` -> sam2-style records.
 
-    ``margin`` loosens the low-resolution stability pre-filter (the exact filter follows);
-    ``coarse_to_fine`` enables the two-level prompting. Not thread-safe per instance (a lock
-    serialises calls).
+    ``coarse_to_fine`` enables the two-level prompting, starting from a grid ``coarse_step``
+    times sparser; ``chunk``: candidates upsampled at a time (bounds memory). Not thread-safe
+    per instance (a lock serialises calls).
     """
 
     def __init__(self, model: Any, cfg: SegmentConfig, min_region_area: int = 0, coarse_to_fine: bool = True,
-                 margin: float = 0.05, lowres_nms_slack: float = 0.15, mask_threshold: float = 0.0):
+                 coarse_step: int = 2, mask_threshold: float = 0.0, chunk: int = 32):
         from ..models.sam import make_image_predictor
 
         self.model = model
@@ -87,8 +92,8 @@ class FastAutomaticSegmenter:
         self.params = cfg.amg_params()
         self.min_region_area = min_region_area
         self.coarse_to_fine = coarse_to_fine
-        self.margin = margin
-        self.lowres_nms_slack = lowres_nms_slack
+        self.coarse_step = max(2, int(coarse_step))
+        self.chunk = chunk
         self.mask_threshold = mask_threshold
         self.predictor = make_image_predictor(model)
         self.stats = AmgStats()
@@ -126,7 +131,6 @@ class FastAutomaticSegmenter:
 
     # ------------------------------------------------------------------ internals
     def _generate(self, image: np.ndarray) -> list[dict[str, Any]]:
-        import torch
         from sam2.utils.amg import build_point_grid
 
         p = self.params
@@ -139,20 +143,18 @@ class FastAutomaticSegmenter:
         scale = np.array([[w, h]], dtype=np.float64)
 
         t1 = time.perf_counter()
-        if self.coarse_to_fine and n >= 8:
-            coarse = build_point_grid(max(2, n // 2)) * scale
-            cand = self._decode_points(coarse, (h, w), stats)
-            cand = self._lowres_nms(cand)
+        if self.coarse_to_fine and n >= 2 * self.coarse_step:
+            coarse = build_point_grid(max(2, n // self.coarse_step)) * scale
+            acc = self._accept(self._decode_points(coarse, (h, w), stats), (h, w), stats)
             fine = build_point_grid(n) * scale
-            fine = fine[~self._covered(cand, fine, (h, w))]
-            more = self._decode_points(fine, (h, w), stats)
-            cand = self._lowres_nms(self._cat(cand, more))
+            fine = fine[~self._covered(acc, fine, (h, w))]
+            acc = self._cat(acc, self._accept(self._decode_points(fine, (h, w), stats), (h, w), stats))
         else:
-            cand = self._lowres_nms(self._decode_points(build_point_grid(n) * scale, (h, w), stats))
+            acc = self._accept(self._decode_points(build_point_grid(n) * scale, (h, w), stats), (h, w), stats)
         stats.seconds["decode_and_filter"] = time.perf_counter() - t1
 
         t2 = time.perf_counter()
-        records = self._finalise(cand, (h, w), stats)
+        records = self._finalise(acc, (h, w))
         stats.seconds["finalise"] = time.perf_counter() - t2
         self.predictor.reset_predictor()
         stats.kept = len(records)
@@ -166,8 +168,9 @@ class FastAutomaticSegmenter:
         return {k: torch.cat([a[k], b[k]]) for k in a}
 
     def _decode_points(self, points: np.ndarray, hw: tuple[int, int], stats: AmgStats) -> dict[str, Any]:
-        """Run the prompt encoder + mask decoder on single-point prompts; keep the candidates that
-        pass the predicted-IoU filter and the (margin-loosened) low-resolution stability filter."""
+        """Prompt encoder + mask decoder on single-point prompts; keep the candidates that pass the
+        predicted-IoU filter (sam2's own test on the decoder output) and are not empty (an empty
+        low-resolution mask stays empty when upsampled)."""
         import torch
 
         p = self.params
@@ -177,7 +180,7 @@ class FastAutomaticSegmenter:
         high_res = [lvl[-1].unsqueeze(0) for lvl in feats["high_res_feats"]]
         dense_pe = model.sam_prompt_encoder.get_dense_pe()
         out: dict[str, list[Any]] = {"logits": [], "iou": [], "points": []}
-        bs = max(1, int(p["points_per_batch"]))
+        bs = self._decode_batch(image_embed)
         for i in range(0, len(points), bs):
             pts = torch.as_tensor(points[i:i + bs], dtype=torch.float32, device=pred.device)
             if pts.shape[0] == 0:
@@ -197,9 +200,6 @@ class FastAutomaticSegmenter:
             pts_rep = pts.repeat_interleave(c, dim=0)
             stats.candidates += int(logits.shape[0])
             keep = iou > p["pred_iou_thresh"] if p["pred_iou_thresh"] > 0 else torch.ones_like(iou, dtype=torch.bool)
-            if p["stability_score_thresh"] > 0:
-                stab = _stability(logits, self.mask_threshold, p["stability_score_offset"])
-                keep &= stab >= (p["stability_score_thresh"] - self.margin)
             keep &= (logits > self.mask_threshold).flatten(-2).any(-1)
             out["logits"].append(logits[keep])  # unclamped: sam2 upsamples the raw logits
             out["iou"].append(iou[keep])
@@ -211,84 +211,89 @@ class FastAutomaticSegmenter:
         stats.lowres_survivors += int(res["logits"].shape[0])
         return res
 
-    def _lowres_boxes(self, logits: Any, hw: tuple[int, int]) -> Any:
+    def _decode_batch(self, image_embed: Any) -> int:
+        """Prompts per decoder call. The results do not depend on it (each prompt is decoded on its
+        own copy of the image tokens), only the speed does: on CPU the decoder is memory-bound,
+        and per prompt it is fastest when a batch's copy of the image tokens stays in cache
+        (hiera-tiny, 64x64x256 tokens, one thread: 4 prompts 231 ms/prompt, 64 prompts 409 ms).
+        So on CPU a batch holds at most :data:`CPU_DECODE_ELEMENTS` image-token values; on GPU
+        ``points_per_batch`` as sam2."""
+        bs = max(1, int(self.params["points_per_batch"]))
+        if image_embed.device.type != "cpu":
+            return bs
+        per_prompt = int(image_embed[0].numel())
+        return max(1, min(bs, 2 ** int(np.log2(max(1, CPU_DECODE_ELEMENTS // per_prompt)))))
+
+    def _upsample(self, logits: Any, hw: tuple[int, int]) -> Any:
+        """Low-resolution logits -> image-size logits, exactly as sam2's predictor does."""
+        import torch.nn.functional as F
+
+        return F.interpolate(logits[:, None].float(), hw, mode="bilinear", align_corners=False)[:, 0]
+
+    def _accept(self, cand: dict[str, Any], hw: tuple[int, int], stats: AmgStats) -> dict[str, Any]:
+        """sam2's exact stability filter at full resolution; adds ``stab`` and the full-resolution
+        ``boxes``. The full-resolution masks are not kept (a few hundred of them would take
+        hundreds of MB): :meth:`_finalise` upsamples again only the masks that survive the NMS."""
         import torch
 
-        h, w = hw
-        lh, lw = logits.shape[-2:]
-        boxes = _mask_boxes(logits > self.mask_threshold).float()
-        sx, sy = w / lw, h / lh
-        return boxes * torch.tensor([sx, sy, sx, sy]) + torch.tensor([0.0, 0.0, sx, sy])
+        p = self.params
+        keep_all, stabs, boxes = [], [], []
+        for i in range(0, cand["logits"].shape[0], self.chunk):
+            logits = self._upsample(cand["logits"][i:i + self.chunk], hw)
+            stats.upsampled += int(logits.shape[0])
+            stab = _stability(logits, self.mask_threshold, p["stability_score_offset"])
+            keep = stab >= p["stability_score_thresh"] if p["stability_score_thresh"] > 0 \
+                else torch.ones_like(stab, dtype=torch.bool)
+            # masks that vanish at full resolution are not regions (sam2 would emit them with area 0)
+            keep &= (logits > self.mask_threshold).flatten(-2).any(-1)
+            keep_all.append(keep)
+            stabs.append(stab[keep])
+            boxes.append(_mask_boxes(logits[keep] > self.mask_threshold))
+        if not keep_all:
+            return {**cand, "stab": torch.zeros((0,)), "boxes": torch.zeros((0, 4), dtype=torch.int64)}
+        keep = torch.cat(keep_all)
+        return {**{k: v[keep] for k, v in cand.items()}, "stab": torch.cat(stabs), "boxes": torch.cat(boxes)}
 
-    def _lowres_nms(self, cand: dict[str, Any]) -> dict[str, Any]:
-        """Drop near-duplicates cheaply (lenient IoU threshold); the exact NMS runs later.
+    def _covered(self, acc: dict[str, Any], points: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+        """Which ``points`` (image pixels) an accepted coarse prompt already answers for.
 
-        Only masks of at least ``MIN_LOWRES_AREA`` low-resolution pixels take part: the boxes of
-        smaller masks are too coarsely quantised at low resolution to decide on, so they go to
-        the exact NMS untouched.
+        A fine point is skipped only when it lies inside the *finest* accepted mask of some coarse
+        prompt (the smallest of that prompt's accepted multimask candidates): both points then
+        sit on the same smallest part, and sam2 returns the same masks for either. (Coverage by
+        any accepted mask also skips points inside a large "whole object" or background mask and
+        loses the small parts within it.)
         """
         import torch
-        from torchvision.ops import nms
 
-        if cand["logits"].shape[0] <= 1:
-            return cand
-        hw = self.predictor._orig_hw[-1]
-        large = (cand["logits"] > self.mask_threshold).flatten(-2).sum(-1) >= MIN_LOWRES_AREA
-        idx_large = torch.nonzero(large).flatten()
-        if idx_large.numel() <= 1:
-            return cand
-        boxes = self._lowres_boxes(cand["logits"][idx_large], hw)
-        thr = min(0.98, float(self.params["box_nms_thresh"]) + self.lowres_nms_slack)
-        kept = idx_large[nms(boxes, cand["iou"][idx_large].float(), thr)]
-        keep = torch.cat([kept, torch.nonzero(~large).flatten()]).sort().values
-        return {k: v[keep] for k, v in cand.items()}
-
-    def _covered(self, cand: dict[str, Any], points: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-        """Which ``points`` (image pixels) fall inside an accepted low-resolution mask."""
-        if cand["logits"].shape[0] == 0 or len(points) == 0:
+        if acc["logits"].shape[0] == 0 or len(points) == 0:
             return np.zeros(len(points), dtype=bool)
         h, w = hw
-        cover = (cand["logits"] > self.mask_threshold).any(0).cpu().numpy()
+        fg = acc["logits"] > self.mask_threshold
+        area = fg.flatten(-2).sum(-1)
+        _, prompt = torch.unique(acc["points"], dim=0, return_inverse=True)
+        smallest = torch.full((int(prompt.max()) + 1,), torch.iinfo(area.dtype).max, dtype=area.dtype)
+        smallest = smallest.scatter_reduce(0, prompt, area, reduce="amin")
+        cover = fg[area == smallest[prompt]].any(0).cpu().numpy()
         lh, lw = cover.shape
         xs = np.clip((points[:, 0] / w * lw).astype(int), 0, lw - 1)
         ys = np.clip((points[:, 1] / h * lh).astype(int), 0, lh - 1)
         return cover[ys, xs]
 
-    def _finalise(self, cand: dict[str, Any], hw: tuple[int, int], stats: AmgStats) -> list[dict[str, Any]]:
-        """Upsample survivors exactly as sam2 does, apply the exact filters and NMS, encode RLE."""
+    def _finalise(self, acc: dict[str, Any], hw: tuple[int, int]) -> list[dict[str, Any]]:
+        """sam2's NMS on the full-resolution boxes, then the kept masks upsampled again and RLE-encoded."""
         import torch
-        import torch.nn.functional as F
         from sam2.utils.amg import area_from_rle, box_xyxy_to_xywh, coco_encode_rle, mask_to_rle_pytorch
         from torchvision.ops import batched_nms
 
         p = self.params
-        h, w = hw
-        if cand["logits"].shape[0] == 0:
+        if acc["logits"].shape[0] == 0:
             return []
-        masks, ious, stabs, points, boxes = [], [], [], [], []
-        chunk = 32
-        for i in range(0, cand["logits"].shape[0], chunk):
-            logits = F.interpolate(cand["logits"][i:i + chunk, None].float(), (h, w), mode="bilinear",
-                                   align_corners=False)[:, 0]
-            stats.upsampled += int(logits.shape[0])
-            stab = _stability(logits, self.mask_threshold, p["stability_score_offset"])
-            keep = stab >= p["stability_score_thresh"] if p["stability_score_thresh"] > 0 else torch.ones_like(stab, dtype=torch.bool)
-            # masks that vanish at full resolution are not regions (sam2 would emit them with area 0)
-            keep &= (logits > self.mask_threshold).flatten(-2).any(-1)
-            m = logits[keep] > self.mask_threshold
-            masks.append(m)
-            ious.append(cand["iou"][i:i + chunk][keep])
-            stabs.append(stab[keep])
-            points.append(cand["points"][i:i + chunk][keep])
-            boxes.append(_mask_boxes(m))
-        m_all = torch.cat(masks)
-        if m_all.shape[0] == 0:
-            return []
-        iou_all, stab_all, pts_all, box_all = torch.cat(ious), torch.cat(stabs), torch.cat(points), torch.cat(boxes)
-        keep = batched_nms(box_all.float(), iou_all.float(), torch.zeros_like(box_all[:, 0]),
+        keep = batched_nms(acc["boxes"].float(), acc["iou"].float(), torch.zeros_like(acc["boxes"][:, 0]),
                            iou_threshold=float(p["box_nms_thresh"]))
-        m_all, iou_all, stab_all, pts_all, box_all = (t[keep] for t in (m_all, iou_all, stab_all, pts_all, box_all))
-        rles = mask_to_rle_pytorch(m_all)
+        logits, iou_all, stab_all, pts_all, box_all = (acc[k][keep] for k in ("logits", "iou", "stab", "points", "boxes"))
+        rles = []
+        for i in range(0, logits.shape[0], self.chunk):
+            rles += mask_to_rle_pytorch(self._upsample(logits[i:i + self.chunk], hw) > self.mask_threshold)
         if p["min_mask_region_area"] > 0:
             rles, iou_all, stab_all, pts_all, box_all = self._remove_small(rles, iou_all, stab_all, pts_all, box_all)
         records = []

@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--clip-resume", type=Path, default=None, help="continue CLIP training from these weights")
+    ap.add_argument("--clip-scenes", type=int, default=800, help="CLIP training scenes (crops are made once)")
     ap.add_argument("--clip-lr", type=float, default=1.5e-3, help="CLIP peak learning rate")
     ap.add_argument("--resume", type=Path, default=None, help="continue SAM training from this checkpoint")
     ap.add_argument("--start-progress", type=float, default=0.0,
@@ -52,6 +53,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=1.5e-3, help="SAM peak learning rate")
     ap.add_argument("--attn-weight", type=float, default=0.5, help="SAM auxiliary attention loss weight")
     ap.add_argument("--group-weight", type=float, default=0.0, help="SAM auxiliary grouping loss weight")
+    ap.add_argument("--iou-weight", type=float, default=1.0,
+                    help="SAM IoU-head loss weight (the head ranks AMG candidates and picks the multimask output)")
+    ap.add_argument("--prompts-per-image", type=int, default=8, help="SAM prompts decoded per training image")
+    ap.add_argument("--freeze-encoder", action="store_true",
+                    help="SAM decoder phase: image encoder frozen (3x cheaper steps)")
+    ap.add_argument("--iou-lr-mult", type=float, default=1.0, help="SAM IoU-head learning-rate multiplier")
+    ap.add_argument("--iou-l1", action="store_true", help="SAM IoU-head loss: L1 instead of MSE (as sam2's training)")
     args = ap.parse_args(argv)
 
     import torch
@@ -69,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         from ._train_clip import train_clip
 
         res = train_clip(args.out / CLIP_DIR, minutes=args.clip_minutes, seed=args.seed, lr=args.clip_lr,
-                         resume=args.clip_resume)
+                         resume=args.clip_resume, n_scenes=args.clip_scenes)
         cfg = json.loads((WEIGHTS_DIR / CLIP_DIR / "open_clip_config.json").read_text())
         _update_manifest(args.out, "clip", {"command": command, "seed": args.seed, "config": cfg, "env": env, **res})
     if args.what in ("sam", "all"):
@@ -77,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
 
         res = train_sam(args.out, minutes=args.minutes, seed=args.seed, lr=args.lr, resume=args.resume,
                         start_progress=args.start_progress, attn_weight=args.attn_weight,
-                        group_w=args.group_weight)
+                        group_w=args.group_weight, iou_weight=args.iou_weight,
+                        prompts_per_image=args.prompts_per_image, freeze_encoder=args.freeze_encoder,
+                        iou_lr_mult=args.iou_lr_mult, iou_l1=args.iou_l1)
         _update_manifest(args.out, "sam", {"command": command, "seed": args.seed, "config": SAM_CONFIG,
                                            "env": env, **res})
     return 0
