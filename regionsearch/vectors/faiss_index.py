@@ -4,8 +4,8 @@ Index types (``factory``):
 
 * ``"auto"`` (default) picks by size and upgrades itself as vectors are added:
   ``Flat`` (exact) below :data:`FLAT_MAX` (200k) vectors, ``HNSW32,Flat`` below :data:`HNSW_MAX`
-  (5M), ``IVF{nlist},PQ{m},Refine(SQ8)`` above (nlist = the power of two <= 4*sqrt(n), m = dim/8;
-  trained on a random sample): PQ codes find :data:`REFINE_K_FACTOR` x k candidates, which are
+  (5M), ``IVF{nlist}_HNSW32,PQ{m},Refine(SQ8)`` above (nlist = the power of two <= 4*sqrt(n),
+  an HNSW over the centroids as coarse quantizer, m = dim/8; trained on a random sample): PQ codes find :data:`REFINE_K_FACTOR` x k candidates, which are
   re-ranked on 8-bit scalar-quantised copies (1 byte per dimension). Measured by
   ``benchmarks/vector_scale.py`` at 100k: recall@10 0.651 for IVF-PQ alone, 0.992 with the
   refinement, for about 1.6x the memory of the PQ codes. An upgrade rebuilds the index from the vectors it holds (HNSW at 200k takes
@@ -68,7 +68,9 @@ def choose_factory(n: int, dim: int) -> str:
     m = max(1, dim // 8)
     while dim % m:
         m -= 1
-    return f"IVF{nlist},PQ{m},Refine(SQ8)"
+    # the coarse quantizer is an HNSW over the centroids: assigning a vector costs O(log nlist)
+    # distance computations instead of nlist (faiss' advice for nlist in the thousands)
+    return f"IVF{nlist}_HNSW32,PQ{m},Refine(SQ8)"
 
 
 def train_min(factory: str) -> int:
@@ -203,7 +205,9 @@ class FaissIndex:
         if self._kind == "refine":
             ivf = faiss.downcast_index(faiss.extract_index_ivf(faiss.downcast_index(idx.index).base_index))
             code = f"PQ{ivf.pq.M}" if hasattr(ivf, "pq") else "Flat"
-            return f"IVF{ivf.nlist},{code},Refine(SQ8)"
+            quant = faiss.downcast_index(ivf.quantizer)
+            hnsw = f"_HNSW{quant.hnsw.nb_neighbors(1)}" if isinstance(quant, faiss.IndexHNSW) else ""
+            return f"IVF{ivf.nlist}{hnsw},{code},Refine(SQ8)"
         return type(faiss.downcast_index(idx.index)).__name__
 
     @property

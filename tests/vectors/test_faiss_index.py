@@ -32,8 +32,11 @@ def test_protocol_and_auto_choice():
     assert isinstance(FaissIndex.create(None, DIM), VectorIndex)
     assert choose_factory(0, 512) == "Flat" and choose_factory(199_999, 512) == "Flat"
     assert choose_factory(200_000, 512) == "HNSW32,Flat"
-    assert choose_factory(5_000_000, 512) == "IVF8192,PQ64,Refine(SQ8)"
-    assert choose_factory(20_000_000, 768) == "IVF16384,PQ96,Refine(SQ8)"
+    assert choose_factory(5_000_000, 512) == "IVF8192_HNSW32,PQ64,Refine(SQ8)"
+    assert choose_factory(20_000_000, 768) == "IVF16384_HNSW32,PQ96,Refine(SQ8)"
+    hnsw_ivf = FaissIndex.create(None, DIM, "IVF16_HNSW32,PQ8,Refine(SQ8)")
+    hnsw_ivf.add(np.arange(2000, dtype=np.int64), clustered(2000, n_clusters=300))
+    assert hnsw_ivf.index_type == "IVF16_HNSW32,PQ8,Refine(SQ8)" and len(hnsw_ivf) == 2000
     assert FaissIndex.create(None, DIM, "auto", expected_n=300_000).index_type == "HNSW32,Flat"
     with pytest.raises(StoreError, match="factory"):
         FaissIndex.create(None, DIM, "NotAFactory")
