@@ -170,41 +170,62 @@ def part_speed(args) -> dict:
                     if k in ("points_per_side", "points_per_batch", "crop_n_layers", "use_m2m", "multimask_output",
                              "min_mask_region_area", "crop_n_points_downscale_factor")}
     naive_params.update(thresholds)
+    if args.points_per_side:  # smoke runs only: the figures use sam2's default (32) on both sides
+        naive_params["points_per_side"] = thresholds["points_per_side"] = args.points_per_side
     cfg = load_config("default", {"device": "cpu", "segment": {**thresholds, "max_regions": 1000}})
-    t0 = time.perf_counter()
-    a = naive_index(images, sam, clip, preprocess, naive_params)
-    ta = time.perf_counter() - t0
-    rss_a = _rss_mb()
-    print(f"naive: {ta:.1f} s for {len(images)} images, {a['masks'] / len(images):.1f} masks/image", flush=True)
     # the speed work step by step: the project's generator on one grid (its output equals
-    # sam2's), then coarse-to-fine with 2x and 4x sparser coarse grids; the default preset last
-    steps = {}
-    for name, over in (("one grid", {"coarse_to_fine": False}), ("coarse-to-fine x2", {"coarse_step": 2}),
-                       ("coarse-to-fine x4", {"coarse_step": 4})):
-        if name not in args.steps:
-            continue
-        vcfg = load_config("default", {"device": "cpu", "segment": {**thresholds, "max_regions": 1000, **over}})
+    # sam2's), then coarse-to-fine with 2x and 4x sparser coarse grids. Images are interleaved
+    # (each image through every variant in turn) so that a change of machine load during the run
+    # hits all variants alike.
+    variants = {"one grid": {"coarse_to_fine": False}, "coarse-to-fine x2": {"coarse_step": 2},
+                "coarse-to-fine x4": {"coarse_step": 4}}
+    default_name = ("one grid" if not cfg.segment.coarse_to_fine
+                    else f"coarse-to-fine x{cfg.segment.coarse_step}")
+    wanted = [v for v in variants if v in args.steps or v == default_name]
+    cfgs = {v: load_config("default", {"device": "cpu", "segment": {**thresholds, "max_regions": 1000,
+                                                                   **variants[v]}}) for v in wanted}
+    secs = {v: 0.0 for v in ["naive", *wanted]}
+    runs: dict[str, list[dict]] = {v: [] for v in ["naive", *wanted]}
+    for i, img in enumerate(images):
         t0 = time.perf_counter()
-        v = project_index(images, sam, bundle, vcfg)
-        tv = time.perf_counter() - t0
-        steps[name] = {"seconds": tv, "ratio": ta / tv, "masks_per_image": v["masks"] / len(images),
-                       "prompts_per_image": float(np.mean([st["prompts"] for st in v["stats"]])),
-                       "agreement_with_naive": _agreement(a["records"], v["records"])}
-        print(f"step {name}: {tv:.1f} s, ratio {ta / tv:.2f}, {steps[name]}", flush=True)
-    t0 = time.perf_counter()
-    b = project_index(images, sam, bundle, cfg)
-    tb = time.perf_counter() - t0
+        runs["naive"].append(naive_index([img], sam, clip, preprocess, naive_params))
+        secs["naive"] += time.perf_counter() - t0
+        for v in wanted:
+            t0 = time.perf_counter()
+            runs[v].append(project_index([img], sam, bundle, cfgs[v]))
+            secs[v] += time.perf_counter() - t0
+        print(f"image {i + 1}/{len(images)}: " + ", ".join(f"{k} {t:.1f} s" for k, t in secs.items()), flush=True)
+
+    def merged(v: str) -> dict:
+        rs = runs[v]
+        out = {"seconds": secs[v], "segment_s": sum(r["segment_s"] for r in rs), "embed_s": sum(r["embed_s"] for r in rs),
+               "masks": sum(r["masks"] for r in rs), "records": [r["records"][0] for r in rs]}
+        if v != "naive":
+            out["stats"] = [r["stats"][0] for r in rs]
+        return out
+
+    a = merged("naive")
     n = len(images)
+    steps = {}
+    for v in wanted:
+        m = merged(v)
+        steps[v] = {"seconds": m["seconds"], "ratio_images_per_s": secs["naive"] / m["seconds"],
+                    "segment_s": m["segment_s"], "embed_s": m["embed_s"], "masks_per_image": m["masks"] / n,
+                    "prompts_per_image": float(np.mean([st["prompts"] for st in m["stats"]])),
+                    "agreement_with_naive": _agreement(a["records"], m["records"]), "amg_stats": m["stats"]}
+    b = steps[default_name]
     return {
-        "steps": steps, "default_agreement_with_naive": _agreement(a["records"], b["records"]),
+        "steps": steps, "default": default_name,
         "images": n, "size": args.size, "torch_threads": torch.get_num_threads(), "calibration": calib,
-        "naive": {"images_per_s": n / ta, "seconds": ta, "segment_s": a["segment_s"], "embed_s": a["embed_s"],
-                  "masks_per_image": a["masks"] / n, "params": naive_params, "peak_rss_mb_after": rss_a},
-        "project": {"images_per_s": n / tb, "seconds": tb, "segment_s": b["segment_s"], "embed_s": b["embed_s"],
-                    "masks_per_image": b["masks"] / n, "params": cfg.segment.amg_params(),
-                    "coarse_to_fine": cfg.segment.coarse_to_fine, "peak_rss_mb_after": _rss_mb(),
-                    "amg_stats": b["stats"]},
-        "ratio_images_per_s": ta / tb,
+        "naive": {"images_per_s": n / secs["naive"], "seconds": secs["naive"], "segment_s": a["segment_s"],
+                  "embed_s": a["embed_s"], "masks_per_image": a["masks"] / n, "params": naive_params,
+                  "prompts_per_image": naive_params["points_per_side"] ** 2},
+        "project": {"images_per_s": n / b["seconds"], "seconds": b["seconds"], "segment_s": b["segment_s"],
+                    "embed_s": b["embed_s"], "masks_per_image": b["masks_per_image"],
+                    "params": cfg.segment.amg_params(), "coarse_to_fine": cfg.segment.coarse_to_fine,
+                    "coarse_step": cfg.segment.coarse_step},
+        "peak_rss_mb": _rss_mb(),
+        "ratio_images_per_s": secs["naive"] / b["seconds"],
     }
 
 
@@ -250,6 +271,8 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=512, help="longer side of the benchmark photos")
     ap.add_argument("--scenes", type=int, default=12, help="held-out shapes scenes for the agreement part")
     ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument("--points-per-side", type=int, default=0,
+                    help="smoke runs only: grid of both pipelines (default: sam2's default, 32)")
     ap.add_argument("--steps", default="one grid,coarse-to-fine x2,coarse-to-fine x4",
                     help="speed steps to measure besides the default preset (comma-separated; '' for none)")
     args = ap.parse_args()
@@ -261,7 +284,10 @@ def main() -> None:
               f"embed {s['naive']['embed_s']:.1f} s  masks/image {s['naive']['masks_per_image']:.1f}")
         print(f"project : {s['project']['images_per_s']:.4f} images/s  segment {s['project']['segment_s']:.1f} s  "
               f"embed {s['project']['embed_s']:.1f} s  masks/image {s['project']['masks_per_image']:.1f}")
-        print(f"ratio project/naive (images/s): {s['ratio_images_per_s']:.2f}  peak RSS {s['project']['peak_rss_mb_after']:.0f} MB")
+        for name, st in s["steps"].items():
+            print(f"  step {name:<18}: ratio {st['ratio_images_per_s']:.2f}  prompts/image {st['prompts_per_image']:.0f}  "
+                  f"masks/image {st['masks_per_image']:.1f}  agreement with naive {st['agreement_with_naive']}")
+        print(f"ratio project/naive (images/s): {s['ratio_images_per_s']:.2f}  peak RSS {s['peak_rss_mb']:.0f} MB")
     if args.part in ("agreement", "both"):
         res["agreement"] = a = part_agreement(args)
         for k, v in a.items():

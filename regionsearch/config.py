@@ -95,7 +95,7 @@ class SegmentConfig:
     #: with the fast generator: prompt a grid ``coarse_step`` times sparser first, then full-grid
     #: points only where the finest accepted mask of no coarse prompt covers them
     coarse_to_fine: bool = True
-    coarse_step: int = 2
+    coarse_step: int = 4
     #: also store one region covering the whole image, so scene-level queries work
     whole_image_region: bool = True
 
@@ -190,8 +190,9 @@ class Config:
             "clip": dataclasses.asdict(self.models.clip) | {"cache_dir": None},
             "amg": self.segment.amg_params(),
             "max_regions": self.segment.max_regions,
-            "generator": [self.segment.generator, self.segment.coarse_to_fine]
-            + ([self.segment.coarse_step] if self.segment.coarse_to_fine and self.segment.coarse_step != 2 else []),
+            # v2: the fast generator's exact filters (its masks changed); the coarse step when used
+            "generator": [self.segment.generator, self.segment.coarse_to_fine, "v2"]
+            + ([self.segment.coarse_step] if self.segment.coarse_to_fine else []),
             "whole": self.segment.whole_image_region,
             "embed": {k: v for k, v in dataclasses.asdict(self.embed).items() if k != "batch_size"},
         }

@@ -84,7 +84,7 @@ class FastAutomaticSegmenter:
     """
 
     def __init__(self, model: Any, cfg: SegmentConfig, min_region_area: int = 0, coarse_to_fine: bool = True,
-                 coarse_step: int = 2, mask_threshold: float = 0.0, chunk: int = 32):
+                 coarse_step: int = 4, mask_threshold: float = 0.0, chunk: int = 32):
         from ..models.sam import make_image_predictor
 
         self.model = model
