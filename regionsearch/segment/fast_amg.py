@@ -18,11 +18,16 @@ resolution saves little:
    An earlier version also pre-filtered stability on the low-resolution logits and ran a
    lenient NMS there; with the tiny model that lost masks (agreement with sam2 0.83 instead of
    1.0) for a few per cent of speed, so it was removed.
-3. **Coarse-to-fine prompting** (``coarse_to_fine``, on by default): a grid with
+3. **Coarse-to-fine prompting** (``coarse_to_fine``, off by default, see ``SegmentConfig``): a grid with
    ``1/coarse_step`` of the points per side first; points of the full grid are then prompted
    only where the finest accepted mask of no coarse prompt covers them (see ``_covered``). On
    images with large objects most fine points are covered, so the decoder runs far fewer times.
    With ``coarse_to_fine=False`` the output equals sam2's (tested).
+4. **Cache-sized decoder batches** on CPU (see ``_decode_batch``).
+
+Measured with hiera-tiny (random weights) on 512-px photos, one thread: sam2's generator 358 s
+per image, this one (one grid) 127 s, with coarse-to-fine x4 137 s (random weights give few
+stable masks, so coverage is low and the coarse pass is extra work).
 
 Everything runs under ``torch.inference_mode``. Configurations this does not cover (crop layers,
 m2m refinement) fall back to sam2's generator, so every parameter keeps its meaning.
@@ -83,7 +88,7 @@ class FastAutomaticSegmenter:
     per instance (a lock serialises calls).
     """
 
-    def __init__(self, model: Any, cfg: SegmentConfig, min_region_area: int = 0, coarse_to_fine: bool = True,
+    def __init__(self, model: Any, cfg: SegmentConfig, min_region_area: int = 0, coarse_to_fine: bool = False,
                  coarse_step: int = 4, mask_threshold: float = 0.0, chunk: int = 32):
         from ..models.sam import make_image_predictor
 
