@@ -157,6 +157,8 @@ class IngestConfig:
 class SearchConfig:
     oversample: int = 4
     text_cache_size: int = 1024
+    #: regions before scenes: see regionsearch.search.search_vector (null: off)
+    whole_margin: float | None = 0.05
 
 
 @dataclass(frozen=True)

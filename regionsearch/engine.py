@@ -101,7 +101,8 @@ class Engine:
     def search(self, text: str, k: int = 10, filters: SearchFilters | None = None) -> list[SearchHit]:
         """Regions best matching ``text`` (cosine similarity of CLIP embeddings)."""
         q = self.text_vector(text)
-        return search_vector(self.datadir, q, k, filters, self.config.search.oversample)
+        return search_vector(self.datadir, q, k, filters, self.config.search.oversample,
+                             whole_margin=self.config.search.whole_margin)
 
     def search_image(self, image: np.ndarray, k: int = 10, filters: SearchFilters | None = None) -> list[SearchHit]:
         """Regions similar to a whole query image (or crop), ``HWC uint8 RGB``."""
@@ -110,11 +111,13 @@ class Engine:
         emb = self.pipeline.embedder
         crop = square_resize(image, emb.image_size, _fill_colour(emb.bundle.mean))
         q = emb.embed_images([crop])[0]
-        return search_vector(self.datadir, q, k, filters, self.config.search.oversample)
+        return search_vector(self.datadir, q, k, filters, self.config.search.oversample,
+                             whole_margin=self.config.search.whole_margin)
 
     def similar(self, region_id: int, k: int = 10, filters: SearchFilters | None = None) -> list[SearchHit]:
         """Regions similar to an indexed region (itself excluded)."""
         vec = self.datadir.region_embedding(region_id)
         if vec is None:
             raise NotFoundError(f"region {region_id} does not exist")
-        return search_vector(self.datadir, vec, k, filters, self.config.search.oversample, exclude=[region_id])
+        return search_vector(self.datadir, vec, k, filters, self.config.search.oversample, exclude=[region_id],
+                             whole_margin=self.config.search.whole_margin)

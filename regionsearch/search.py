@@ -11,6 +11,9 @@ from .errors import InvalidRequestError
 from .types import SearchHit
 
 MAX_K = 1000
+#: a whole-image hit is dropped when a mask region of the same image is among the candidates
+#: with a score at least ``whole score - WHOLE_MARGIN`` (see :func:`search_vector`)
+WHOLE_MARGIN = 0.05
 
 
 @dataclass(frozen=True)
@@ -54,11 +57,20 @@ def _passes(row: Any, score: float, f: SearchFilters) -> bool:
 
 
 def search_vector(datadir: Any, query: np.ndarray, k: int = 10, filters: SearchFilters | None = None,
-                  oversample: int = 4, exclude: Sequence[int] = ()) -> list[SearchHit]:
+                  oversample: int = 4, exclude: Sequence[int] = (),
+                  whole_margin: float | None = WHOLE_MARGIN) -> list[SearchHit]:
     """Top ``k`` regions for one L2-normalised query vector, after filters.
 
     Fetches ``k * oversample`` candidates, and more (x4 each round) while filters leave fewer
     than ``k`` hits and the index has more to give.
+
+    Regions before scenes: every image also has a whole-image region (so scene-level queries
+    work), but when one of its objects answers the query about as well, the object is the
+    answer. A whole-image candidate is dropped when a mask region of the same image is among the
+    candidates with a score >= its score - ``whole_margin`` (``None`` turns this off; it never
+    applies when only whole-image regions are asked for). On the held-out shapes scenes
+    without it, 4 of the 150 top-5 hits were whole images of a scene dominated by the queried
+    object, ranked above that object's own mask.
     """
     if not 1 <= k <= MAX_K:
         raise InvalidRequestError(f"k must be between 1 and {MAX_K}, got {k}")
@@ -77,9 +89,17 @@ def search_vector(datadir: Any, query: np.ndarray, k: int = 10, filters: SearchF
         rows = {r.region_id: r for r in datadir.fetch_regions([i for i, _ in pairs], path_prefix=f.path_prefix)}
         hits: list[SearchHit] = []
         per_image: dict[int, int] = {}
+        best_mask: dict[int, float] = {}
+        if whole_margin is not None and (f.kinds is None or "mask" in f.kinds):
+            for rid, score in pairs:
+                row = rows.get(rid)
+                if row is not None and row.kind == "mask" and _passes(row, score, f):
+                    best_mask[row.image_id] = max(best_mask.get(row.image_id, -np.inf), score)
         for rid, score in pairs:
             row = rows.get(rid)
             if row is None or not _passes(row, score, f):
+                continue
+            if row.kind == "whole" and best_mask.get(row.image_id, -np.inf) >= score - (whole_margin or 0.0):
                 continue
             if f.per_image is not None:
                 if per_image.get(row.image_id, 0) >= f.per_image:

@@ -34,7 +34,7 @@ def similar(region_id: RegionId, state: State,
     dd = state.datadir()
     vec = dd.region_embedding(region_id)
     hits = search_vector(dd, vec, k, SearchFilters(per_image=per_image), state.engine.config.search.oversample,
-                         exclude=[region_id])
+                         exclude=[region_id], whole_margin=state.engine.config.search.whole_margin)
     return {"query": {"kind": "region", "region_id": region_id}, "hits": [h.to_json() for h in hits]}
 
 

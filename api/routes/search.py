@@ -31,7 +31,8 @@ def search(body: SearchRequest, state: State) -> dict:
     check_k(body.k, s)
     dd = state.datadir()
     q = state.text_vector(text)
-    hits = search_vector(dd, q, body.k, _filters(body.filters), state.engine.config.search.oversample)
+    hits = search_vector(dd, q, body.k, _filters(body.filters), state.engine.config.search.oversample,
+                         whole_margin=state.engine.config.search.whole_margin)
     return {"query": body.text, "hits": [h.to_json() for h in hits]}
 
 
@@ -67,5 +68,6 @@ def search_image(
 
     emb = state.engine.pipeline.embedder
     q = emb.embed_images([square_resize(image, emb.image_size, _fill_colour(emb.bundle.mean))])[0]
-    hits = search_vector(dd, q, k, SearchFilters(per_image=per_image), state.engine.config.search.oversample)
+    hits = search_vector(dd, q, k, SearchFilters(per_image=per_image), state.engine.config.search.oversample,
+                         whole_margin=state.engine.config.search.whole_margin)
     return {"query": query, "hits": [h.to_json() for h in hits]}

@@ -1,0 +1,62 @@
+"""Ranking policy of search_vector: regions before scenes (whole-image regions), on a real DataDir."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from regionsearch.datadir import DataDir, ImageResult, Manifest
+from regionsearch.search import SearchFilters, search_vector
+from regionsearch.types import Region
+
+DIM = 8
+MANIFEST = Manifest(embedder="test", pretrained=None, dim=DIM, pipeline_key="k", segmenter={}, crop={})
+
+
+def _unit(v):
+    v = np.asarray(v, np.float32)
+    return v / np.linalg.norm(v)
+
+
+def _image(path, vectors, kinds):
+    regs = [Region((0.0, 0.0, 4.0, 4.0), 16, {"size": [8, 8], "counts": "PP0"}, 0.9, 0.95, kind=k) for k in kinds]
+    return ImageResult(str(path), f"sha-{path.name}", 8, 8, "k", regs, np.stack([_unit(v) for v in vectors]))
+
+
+@pytest.fixture
+def dd(tmp_path):
+    q = np.eye(DIM, dtype=np.float32)[0]
+    other = np.eye(DIM, dtype=np.float32)[1]
+    with DataDir.open(tmp_path / "data", MANIFEST) as d:
+        d.commit([
+            # A: the scene matches best (0.99), its object nearly as well (0.97): the object wins
+            _image(tmp_path / "a.png", [q + 0.14 * other, q + 0.25 * other], ["whole", "mask"]),
+            # B: the scene matches (0.95) and none of its objects does: the scene is the answer
+            _image(tmp_path / "b.png", [q + 0.33 * other, other], ["whole", "mask"]),
+        ])
+        yield d, q
+
+
+def _scores(hits):
+    return [(h.image_path.rsplit("/", 1)[-1], h.kind) for h in hits]
+
+
+def test_whole_image_gives_way_to_its_own_object_but_stays_when_no_object_matches(dd):
+    d, q = dd
+    hits = search_vector(d, q, k=3)
+    got = _scores(hits)
+    assert ("a.png", "whole") not in got  # its mask scores within the margin of it
+    assert got[:2] == [("a.png", "mask"), ("b.png", "whole")]
+
+
+def test_policy_off_and_whole_only_requests_keep_scenes(dd):
+    d, q = dd
+    assert _scores(search_vector(d, q, k=2, whole_margin=None)) == [("a.png", "whole"), ("a.png", "mask")]
+    only = search_vector(d, q, k=2, filters=SearchFilters(kinds=("whole",)))
+    assert _scores(only) == [("a.png", "whole"), ("b.png", "whole")]
+
+
+def test_a_scene_that_clearly_beats_its_objects_is_kept(dd):
+    d, q = dd
+    # margin 0: the whole image of A (0.99) beats its mask (0.97), so it stays, first
+    assert _scores(search_vector(d, q, k=1, whole_margin=0.0)) == [("a.png", "whole")]
