@@ -52,7 +52,7 @@ def run_setting(setting: str, n_images: int, preset: str) -> dict:
         from regionsearch.embed.clip import ClipEmbedder
         from regionsearch.models.clip import ClipBundle
         from regionsearch.models.sam import build_sam2_model
-        from regionsearch.segment.amg import AutomaticSegmenter
+        from regionsearch.segment.fast_amg import FastAutomaticSegmenter
 
         cfg = load_config("default", {"device": "cpu", "segment": {
             "preset": preset, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0,
@@ -67,7 +67,10 @@ def run_setting(setting: str, n_images: int, preset: str) -> dict:
                             pretrained=None, dim=512, image_size=224, mean=open_clip.OPENAI_DATASET_MEAN,
                             std=open_clip.OPENAI_DATASET_STD, context_length=77, device="cpu")
         pipeline = Pipeline(cfg)
-        pipeline._segmenter = AutomaticSegmenter(sam, cfg.segment, cfg.embed.min_region_area)
+        # the product's generator, as Pipeline builds it for this config
+        pipeline._segmenter = FastAutomaticSegmenter(sam, cfg.segment, cfg.embed.min_region_area,
+                                                     coarse_to_fine=cfg.segment.coarse_to_fine,
+                                                     coarse_step=cfg.segment.coarse_step)
         pipeline._embedder = ClipEmbedder(bundle, cfg.embed.batch_size)
     load_s = time.perf_counter() - t_load
     with Engine(cfg, work / "data") as eng:

@@ -196,18 +196,20 @@ def run_config(args: argparse.Namespace, config: str, work: Path) -> dict:
     recall = float(np.mean([len(set(found[i]) & set(gt[i])) / K for i in range(len(q))]))
     extra = {}
     if config == "faiss:IVF-PQ+SQ8":
-        # the same build without the refinement (k_factor 1: PQ codes alone decide), so the gain
-        # of the 8-bit copies is measured on identical lists and codes
-        plain = _unrefined(args, search.index)
-        single1, found1 = [], np.zeros((len(q), K), np.int64)
-        for i in range(len(q)):
-            t = time.perf_counter()
-            found1[i] = plain(q[i:i + 1], K)[1][0]
-            single1.append(time.perf_counter() - t)
-        extra["without_refine"] = {
-            "recall@10": round(float(np.mean([len(set(found1[i]) & set(gt[i])) / K for i in range(len(q))])), 4),
-            "single_p50_ms": round(1e3 * float(np.percentile(single1, 50)), 3),
-            "single_p99_ms": round(1e3 * float(np.percentile(single1, 99)), 3)}
+        # the same build with other refinement factors (k_factor 1: the PQ codes alone decide),
+        # so the gain of the 8-bit copies is measured on identical lists and codes
+        extra["refine_sweep"] = {}
+        for kf in args.refine_sweep:
+            plain = _refined(args, search.index, kf)
+            single1, found1 = [], np.zeros((len(q), K), np.int64)
+            for i in range(len(q)):
+                t = time.perf_counter()
+                found1[i] = plain(q[i:i + 1], K)[1][0]
+                single1.append(time.perf_counter() - t)
+            extra["refine_sweep"][kf] = {
+                "recall@10": round(float(np.mean([len(set(found1[i]) & set(gt[i])) / K for i in range(len(q))])), 4),
+                "single_p50_ms": round(1e3 * float(np.percentile(single1, 50)), 3),
+                "single_p99_ms": round(1e3 * float(np.percentile(single1, 99)), 3)}
     peak = mem.stop()
     return {"config": config, "n": args.n, "build_s": round(build_s, 2), "peak_rss_gib": round(peak / 2**30, 3),
             "disk_mib": round(size / 2**20, 1), "recall@10": round(recall, 4),
@@ -217,11 +219,12 @@ def run_config(args: argparse.Namespace, config: str, work: Path) -> dict:
             "batch100_p99_ms": round(1e3 * float(np.percentile(batch, 99)), 2), **extra}
 
 
-def _unrefined(args: argparse.Namespace, index):
+def _refined(args: argparse.Namespace, index, k_factor: int):
     import faiss
 
     nprobe = args.nprobe or min(ivf_shape(args.n, args.dim)[0], max(16, ivf_shape(args.n, args.dim)[0] // 32))
-    params = faiss.IndexRefineSearchParameters(k_factor=1.0, base_index_params=faiss.SearchParametersIVF(nprobe=nprobe))
+    params = faiss.IndexRefineSearchParameters(k_factor=float(k_factor),
+                                               base_index_params=faiss.SearchParametersIVF(nprobe=nprobe))
     return lambda x, k: index.search(x, k, params=params)
 
 
@@ -307,7 +310,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--mem-gib", type=float, default=24.0, help="skip configurations estimated above this")
     ap.add_argument("--milvus-max-n", type=int, default=1_000_000)
     ap.add_argument("--nprobe", type=int, default=0, help="IVF nprobe (0: the product's rule)")
-    ap.add_argument("--refine", type=int, default=4, help="refinement k factor of IVF-PQ+SQ8")
+    ap.add_argument("--refine", type=int, default=None,
+                    help="refinement k factor of IVF-PQ+SQ8 (default: the product's REFINE_K_FACTOR)")
+    ap.add_argument("--refine-sweep", default="1,4,16,64",
+                    help="also measure the IVF-PQ+SQ8 build with these k factors (1 = no refinement)")
     ap.add_argument("--max-train", type=int, default=500_000)
     ap.add_argument("--kmeans-iters", type=int, default=0,
                     help="k-means iterations of the IVF centroids (0: faiss' default, 25)")
@@ -318,6 +324,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    if args.refine is None:
+        from regionsearch.vectors.faiss_index import REFINE_K_FACTOR
+
+        args.refine = REFINE_K_FACTOR
+    args.refine_sweep = [int(x) for x in str(args.refine_sweep).split(",") if x.strip()]
 
     if args.child:
         print("RESULT " + json.dumps(run_config(args, args.child, args.workdir)), flush=True)
@@ -375,9 +386,9 @@ def _print_row(r: dict) -> None:
           f"{r['disk_mib']:>8.1f} MiB  recall@10 {r['recall@10']:.3f}  single p50/p99 {r['single_p50_ms']:.2f}/"
           f"{r['single_p99_ms']:.2f} ms  batch100 p50/p99 {r['batch100_p50_ms']:.1f}/{r['batch100_p99_ms']:.1f} ms",
           flush=True)
-    if "without_refine" in r:
-        w = r["without_refine"]
-        print(f"{'  same, no refine':<18} recall@10 {w['recall@10']:.3f}  single p50/p99 {w['single_p50_ms']:.2f}/"
+    for kf, w in r.get("refine_sweep", {}).items():
+        name = "  same, no refine" if int(kf) == 1 else f"  same, refine x{kf}"
+        print(f"{name:<18} recall@10 {w['recall@10']:.3f}  single p50/p99 {w['single_p50_ms']:.2f}/"
               f"{w['single_p99_ms']:.2f} ms", flush=True)
 
 
