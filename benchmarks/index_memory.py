@@ -23,29 +23,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-def _rss_tree(pid: int) -> int:
-    """Resident bytes of ``pid`` and its descendants (Linux /proc)."""
-    page = os.sysconf("SC_PAGE_SIZE")
-    children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                parts = f.read().rsplit(")", 1)[1].split()
-            children.setdefault(int(parts[1]), []).append(int(d))
-            rss[int(d)] = int(parts[21]) * page
-        except (OSError, IndexError, ValueError):
-            continue
-    total, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
-        total += rss.get(p, 0)
-        todo += children.get(p, [])
-    return total
+from _proc import rss_tree  # noqa: E402
 
 
 def write_scenes(folder: Path, n: int, seed: int) -> list[Path]:
@@ -84,7 +64,7 @@ def run_index(paths: list[Path], data_dir: Path, threads: int) -> dict:
     def sample() -> None:
         nonlocal peak
         while not stop.is_set():
-            r = _rss_tree(proc.pid)
+            r = rss_tree(proc.pid)
             peak = max(peak, r)
             samples.append((round(time.perf_counter() - t0, 1), r))
             stop.wait(0.2)

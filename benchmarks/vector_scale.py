@@ -45,6 +45,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _proc import rss_tree  # noqa: E402
+
 DIM = 512
 K = 10
 ALL_CONFIGS = ("faiss:Flat", "faiss:HNSW32", "faiss:IVF-PQ", "faiss:IVF-PQ+SQ8", "milvus:FLAT", "milvus:HNSW")
@@ -95,30 +98,6 @@ def ground_truth(args: argparse.Namespace, cent: np.ndarray, q: np.ndarray) -> n
 
 
 # ---------------------------------------------------------------------- memory
-def _rss_tree(pid: int) -> int:
-    """Resident bytes of ``pid`` and all its descendants (Linux /proc)."""
-    children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
-    page = os.sysconf("SC_PAGE_SIZE")
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                parts = f.read().rsplit(")", 1)[1].split()
-            ppid, pages = int(parts[1]), int(parts[21])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(d))
-        rss[int(d)] = pages * page
-    total, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
-        total += rss.get(p, 0)
-        todo += children.get(p, [])
-    return total
-
-
 class PeakMemory:
     """Samples the resident memory of this process tree every ``interval`` s; ``peak`` in bytes."""
 
@@ -130,13 +109,13 @@ class PeakMemory:
 
     def _run(self, interval: float) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, _rss_tree(os.getpid()))
+            self.peak = max(self.peak, rss_tree(os.getpid()))
             self._stop.wait(interval)
 
     def stop(self) -> int:
         self._stop.set()
         self._t.join()
-        self.peak = max(self.peak, _rss_tree(os.getpid()))
+        self.peak = max(self.peak, rss_tree(os.getpid()))
         return self.peak
 
 
