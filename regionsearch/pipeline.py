@@ -85,7 +85,8 @@ class Pipeline:
 
                 bundle = load_clip(self.config.models.clip, self.config.device)
                 self._embedder = ClipEmbedder(bundle, self.config.embed.batch_size,
-                                              self.config.search.text_cache_size)
+                                              self.config.search.text_cache_size,
+                                              text_dtype=self.config.search.text_dtype)
             return self._embedder
 
     def crops(self, image: np.ndarray, regions: list[Region]) -> list[np.ndarray]:

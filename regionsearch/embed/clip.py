@@ -18,7 +18,8 @@ class ClipEmbedder:
     (see :func:`regionsearch.embed.crops.region_crop`); ``embed_texts`` caches recent texts.
     """
 
-    def __init__(self, bundle: ClipBundle, batch_size: int = 32, text_cache_size: int = 1024):
+    def __init__(self, bundle: ClipBundle, batch_size: int = 32, text_cache_size: int = 1024,
+                 text_dtype: str = "float32"):
         self.bundle = bundle
         self.dim = bundle.dim
         self.image_size = bundle.image_size
@@ -28,6 +29,20 @@ class ClipEmbedder:
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = text_cache_size
         self._lock = threading.Lock()
+        if text_dtype not in ("float32", "bfloat16", "auto"):
+            raise ValueError(f"text_dtype must be float32, bfloat16 or auto, got {text_dtype!r}")
+        self._text_transformer: Any = None
+        if text_dtype != "float32":
+            from .text_fast import _shortcut_pool, native_bfloat16
+
+            if (text_dtype == "bfloat16" or native_bfloat16(bundle.device)) and _shortcut_pool(bundle.model):
+                import copy
+
+                import torch
+
+                # a bfloat16 copy of the text transformer only: the image tower stays float32
+                self._text_transformer = copy.deepcopy(bundle.model.transformer).to(torch.bfloat16).eval()
+        self.text_dtype = "bfloat16" if self._text_transformer is not None else "float32"
 
     @property
     def name(self) -> str:
@@ -65,7 +80,8 @@ class ClipEmbedder:
             with torch.inference_mode():
                 tokens = self.bundle.tokenizer(missing).to(self.bundle.device)
                 # exact: the causal text tower pools at the end-of-text token (see text_fast)
-                feats = encode_text_truncated(self.bundle.model, tokens).float()
+                feats = encode_text_truncated(self.bundle.model, tokens,
+                                              transformer=self._text_transformer).float()
                 vecs = torch.nn.functional.normalize(feats, dim=-1).cpu().numpy().astype(np.float32)
             with self._lock:
                 for text, vec in zip(missing, vecs):

@@ -50,3 +50,27 @@ def test_falls_back_for_bidirectional_towers():
 
     tokens = torch.zeros((1, 8), dtype=torch.long)
     assert encode_text_truncated(Fake(), tokens) == ("fallback", False)
+
+
+def test_bfloat16_text_tower_stays_close_and_ranks_the_same():
+    """The optional bfloat16 text transformer (search.text_dtype) is an approximation: on the tiny
+    CLIP every caption's embedding stays within cosine 0.999 of float32, and each of the 30 class
+    captions still picks its own class among the 30 (same argmax as float32)."""
+    from regionsearch.config import load_config
+    from regionsearch.embed.clip import ClipEmbedder
+    from regionsearch.models.clip import load_clip
+    from regionsearch.testing.shapes import CLASSES
+
+    bundle = load_clip(load_config("tiny").models.clip, "cpu")
+    exact = ClipEmbedder(bundle, text_dtype="float32")
+    low = ClipEmbedder(bundle, text_dtype="bfloat16")
+    assert exact.text_dtype == "float32" and low.text_dtype == "bfloat16"
+    texts = list(CLASSES) + [f"a photo of a {c}." for c in CLASSES] + TEXTS[:4]
+    a, b = exact.embed_texts(texts), low.embed_texts(texts)
+    cos = (a * b).sum(1)
+    assert cos.min() >= 0.999, cos.min()
+    n = len(CLASSES)
+    assert ((a[n:2 * n] @ a[:n].T).argmax(1) == (b[n:2 * n] @ b[:n].T).argmax(1)).all()
+    # the image tower is untouched
+    assert next(bundle.model.visual.parameters()).dtype == torch.float32
+    assert next(bundle.model.transformer.parameters()).dtype == torch.float32
