@@ -272,6 +272,52 @@ def segment_bench(url: str, image_id: int, prompts: int) -> dict:
             "cached_prompt_server_p50_ms": round(percentile(server, 50), 1)}
 
 
+def breakdown(data_dir: Path, threads: int, n: int = 60) -> dict:
+    """Where a search's time goes, in-process on the same data dir: text tower (float32 and the
+    configured ``search.text_dtype``), vector search, SQL fetch of the candidates (medians, ms)."""
+    import numpy as np
+    import torch
+
+    from regionsearch.config import load_config
+    from regionsearch.datadir import DataDir
+    from regionsearch.embed.clip import ClipEmbedder
+    from regionsearch.pipeline import Pipeline
+
+    torch.set_num_threads(threads)
+    config = load_config(str(data_dir / "bench.yaml"))
+    pipeline = Pipeline(config)
+    bundle = pipeline.embedder.bundle
+    towers = {"float32": ClipEmbedder(bundle, text_dtype="float32"),
+              config.search.text_dtype: pipeline.embedder}
+    rng = np.random.default_rng(7)
+    texts = [" ".join(rng.choice(WORDS, 3)) + f" {i}" for i in range(n)]
+    out: dict = {}
+    for name, emb in towers.items():
+        times = []
+        for t in texts:
+            t0 = time.perf_counter()
+            emb.embed_texts([f"{name} {t}"])
+            times.append(time.perf_counter() - t0)
+        out[f"text_{name}_ms"] = round(1e3 * float(np.median(times[5:])), 2)
+    dd = DataDir.open(data_dir, readonly=True)
+    try:
+        vs, sql = [], []
+        for t in texts:
+            q = pipeline.embedder.embed_texts([t])
+            t0 = time.perf_counter()
+            _, ids = dd.search_vectors(q, 40)
+            t1 = time.perf_counter()
+            dd.fetch_regions([int(i) for i in ids[0] if i >= 0])
+            sql.append(time.perf_counter() - t1)
+            vs.append(t1 - t0)
+        out["vector_search_ms"] = round(1e3 * float(np.median(vs[5:])), 2)
+        out["sql_fetch_40_ms"] = round(1e3 * float(np.median(sql[5:])), 2)
+    finally:
+        dd.close()
+    out["text_dtype_used"] = pipeline.embedder.text_dtype
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--regions", type=int, default=20_000, help="indexed regions (default 20000; try 1000000)")
@@ -283,6 +329,8 @@ def main() -> None:
     ap.add_argument("--full-text", action="store_true",
                     help="baseline: encode query texts over the full context (no end-of-text truncation)")
     ap.add_argument("--no-segment", action="store_true")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="also time text tower / vector search / SQL fetch in-process (after the HTTP runs)")
     ap.add_argument("--threads", type=int, default=min(4, os.cpu_count() or 1), help="torch threads of the server")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
@@ -316,6 +364,11 @@ def main() -> None:
             s = results["segment"]
             print(f"segment: first prompt {s['first_prompt_ms']} ms; cached p50 {s['cached_prompt_p50_ms']} ms "
                   f"p99 {s['cached_prompt_p99_ms']} ms", file=sys.stderr)
+        if args.breakdown:
+            proc.terminate()  # the in-process timing runs alone
+            proc.wait(timeout=30)
+            results["breakdown"] = breakdown(data_dir, args.threads)
+            print(f"breakdown: {results['breakdown']}", file=sys.stderr)
         print(json.dumps(results, indent=2))
     finally:
         proc.terminate()
