@@ -160,7 +160,8 @@ class SearchConfig:
     #: regions before scenes: see regionsearch.search.search_vector (null: off)
     whole_margin: float | None = 0.05
     #: query text tower weights: ``auto`` = bfloat16 where the hardware multiplies it natively
-    #: (the tower is memory-bound on CPU: ViT-B-32 9.8 vs 20.4 ms per query measured), else
+    #: (the tower is memory-bound on CPU: ViT-B-32 10.5 vs 21.4 ms per query, api_latency.py
+    #: --breakdown), else
     #: float32; ``float32`` is exactly open_clip's encode_text
     text_dtype: str = "auto"
 
