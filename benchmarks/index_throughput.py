@@ -107,18 +107,21 @@ def project_index(images, sam, bundle, cfg) -> dict:
     return {"segment_s": times.segment, "embed_s": times.embed, "masks": masks, "stats": stats, "records": records}
 
 
-def _agreement(base: list[list[dict]], ours: list[list[dict]], thr: float = 0.8) -> float | None:
-    """Fraction of the naive masks matched by a project mask at IoU >= ``thr`` (random weights:
-    this only checks that the speed work keeps the same masks; the real check is part 2)."""
+def _agreement(base: list[list[dict]], ours: list[list[dict]], thr: float = 0.8) -> tuple[float | None, float | None]:
+    """(fraction of the baseline masks matched by a project mask at IoU >= ``thr``, and the
+    reverse over images where both found masks), from per-image lists of sam2-style records."""
     from regionsearch.masks import rle_iou
 
-    hits = []
+    fwd: list[bool] = []
+    rev: list[bool] = []
     for rb, rf in zip(base, ours):
         if rb and rf:
-            hits += list(rle_iou([r["segmentation"] for r in rb], [r["segmentation"] for r in rf]).max(1) >= thr)
+            iou = rle_iou([r["segmentation"] for r in rb], [r["segmentation"] for r in rf])
+            fwd += list(iou.max(1) >= thr)
+            rev += list(iou.max(0) >= thr)
         else:
-            hits += [False] * len(rb)
-    return float(np.mean(hits)) if hits else None
+            fwd += [False] * len(rb)
+    return (float(np.mean(fwd)) if fwd else None, float(np.mean(rev)) if rev else None)
 
 
 def calibrate(sam, image, base_params, target: int = 50) -> dict:
@@ -212,7 +215,9 @@ def part_speed(args) -> dict:
         steps[v] = {"seconds": m["seconds"], "ratio_images_per_s": secs["naive"] / m["seconds"],
                     "segment_s": m["segment_s"], "embed_s": m["embed_s"], "masks_per_image": m["masks"] / n,
                     "prompts_per_image": float(np.mean([st["prompts"] for st in m["stats"]])),
-                    "agreement_with_naive": _agreement(a["records"], m["records"]), "amg_stats": m["stats"]}
+                    # random weights: this only checks that the speed work keeps the same masks;
+                    # the real check is part 2
+                    "agreement_with_naive": _agreement(a["records"], m["records"])[0], "amg_stats": m["stats"]}
     b = steps[default_name]
     return {
         "steps": steps, "default": default_name,
@@ -233,7 +238,6 @@ def part_agreement(args) -> dict:
     from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
 
     from regionsearch.config import load_config
-    from regionsearch.masks import rle_iou
     from regionsearch.models.sam import backbone_feature_sizes, load_sam2
     from regionsearch.segment.fast_amg import FastAutomaticSegmenter
     from regionsearch.testing.shapes import make_scenes
@@ -247,20 +251,14 @@ def part_agreement(args) -> dict:
         base.predictor._bb_feat_sizes = backbone_feature_sizes(sam)
         ours = FastAutomaticSegmenter(sam, cfg.segment, coarse_to_fine=cfg.segment.coarse_to_fine,
                                       coarse_step=cfg.segment.coarse_step)
-        fwd, rev, tb, tf, nb, nf = [], [], 0.0, 0.0, 0, 0
+        rbs, rfs, tb, tf = [], [], 0.0, 0.0
         for scene in make_scenes(args.scenes, seed=5150):
-            t = time.perf_counter(); rb = base.generate(scene.image); tb += time.perf_counter() - t
-            t = time.perf_counter(); rf = ours.generate(scene.image); tf += time.perf_counter() - t
-            nb += len(rb); nf += len(rf)
-            if rb and rf:
-                iou = rle_iou([r["segmentation"] for r in rb], [r["segmentation"] for r in rf])
-                fwd += list(iou.max(1) >= 0.8); rev += list(iou.max(0) >= 0.8)
-            elif rb:
-                fwd += [False] * len(rb)
+            t = time.perf_counter(); rbs.append(base.generate(scene.image)); tb += time.perf_counter() - t
+            t = time.perf_counter(); rfs.append(ours.generate(scene.image)); tf += time.perf_counter() - t
+        fwd, rev = _agreement(rbs, rfs)
         out[preset] = {"points_per_side": cfg.segment.amg_params()["points_per_side"], "scenes": args.scenes,
-                       "baseline_masks": nb, "project_masks": nf, "agreement": float(np.mean(fwd)) if fwd else None,
-                       "reverse_agreement": float(np.mean(rev)) if rev else None,
-                       "segment_speedup": tb / tf if tf else None}
+                       "baseline_masks": sum(map(len, rbs)), "project_masks": sum(map(len, rfs)),
+                       "agreement": fwd, "reverse_agreement": rev, "segment_speedup": tb / tf if tf else None}
     return out
 
 
