@@ -18,6 +18,7 @@ from .errors import ConfigError, UnknownNameError
 
 CropStrategy = Literal["box", "mask", "blur"]
 CROP_STRATEGIES = ("box", "mask", "blur")
+TEXT_DTYPES = ("auto", "float32", "bfloat16")
 GENERATORS = ("fast", "sam2")
 
 #: sam2 ``SAM2AutomaticMaskGenerator`` parameters of each named preset. ``None`` in the user's
@@ -159,10 +160,9 @@ class SearchConfig:
     text_cache_size: int = 1024
     #: regions before scenes: see regionsearch.search.search_vector (null: off)
     whole_margin: float | None = 0.05
-    #: query text tower weights: ``auto`` = bfloat16 where the hardware multiplies it natively
-    #: (the tower is memory-bound on CPU: ViT-B-32 10.5 vs 21.4 ms per query, api_latency.py
-    #: --breakdown), else
-    #: float32; ``float32`` is exactly open_clip's encode_text
+    #: query text tower weights (TEXT_DTYPES): ``auto`` = bfloat16 where the hardware multiplies
+    #: it natively, else float32 (the tower is memory-bound on CPU: ViT-B-32 10.5 vs 21.4 ms per
+    #: query, api_latency.py --breakdown); ``float32`` is exactly open_clip's encode_text
     text_dtype: str = "auto"
 
 
@@ -186,6 +186,8 @@ class Config:
             raise UnknownNameError("AMG preset", self.segment.preset, list(AMG_PRESETS))
         if self.segment.generator not in GENERATORS:
             raise UnknownNameError("mask generator", self.segment.generator, GENERATORS)
+        if self.search.text_dtype not in TEXT_DTYPES:
+            raise UnknownNameError("text tower dtype", self.search.text_dtype, TEXT_DTYPES)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -45,6 +45,11 @@ def test_unknown_crop_strategy():
         load_config("default", {"embed": {"crop": "fancy"}})
 
 
+def test_unknown_text_dtype_lists_valid_ones():
+    with pytest.raises(UnknownNameError, match="bfloat16"):
+        load_config("default", {"search": {"text_dtype": "int4"}})
+
+
 def test_yaml_file_and_env(tmp_path, monkeypatch):
     f = tmp_path / "mine.yaml"
     f.write_text("extends: tiny\nsegment:\n  max_regions: 7\n")

@@ -8,6 +8,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..config import TEXT_DTYPES
+from ..errors import UnknownNameError
 from ..models.clip import ClipBundle
 
 
@@ -29,8 +31,8 @@ class ClipEmbedder:
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = text_cache_size
         self._lock = threading.Lock()
-        if text_dtype not in ("float32", "bfloat16", "auto"):
-            raise ValueError(f"text_dtype must be float32, bfloat16 or auto, got {text_dtype!r}")
+        if text_dtype not in TEXT_DTYPES:
+            raise UnknownNameError("text tower dtype", text_dtype, TEXT_DTYPES)
         self._text_transformer: Any = None
         if text_dtype != "float32":
             from .text_fast import _shortcut_pool, native_bfloat16
