@@ -48,6 +48,9 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _proc import rss_tree  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from regionsearch.vectors.faiss_index import default_nprobe, ivf_factory, ivf_shape  # noqa: E402
+
 DIM = 512
 K = 10
 ALL_CONFIGS = ("faiss:Flat", "faiss:HNSW32", "faiss:IVF-PQ", "faiss:IVF-PQ+SQ8", "milvus:FLAT", "milvus:HNSW")
@@ -130,14 +133,6 @@ def estimate_gib(config: str, n: int, d: int) -> float:
     return (base + per * n + train) / 2**30
 
 
-def ivf_shape(n: int, d: int) -> tuple[int, int]:
-    nlist = 2 ** int(math.floor(math.log2(max(4 * math.sqrt(max(n, 1)), 2))))
-    m = max(1, d // 8)
-    while d % m:
-        m -= 1
-    return nlist, m
-
-
 def disk_bytes(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
@@ -201,7 +196,7 @@ def run_config(args: argparse.Namespace, config: str, work: Path) -> dict:
 def _refined(args: argparse.Namespace, index, k_factor: int):
     import faiss
 
-    nprobe = args.nprobe or min(ivf_shape(args.n, args.dim)[0], max(16, ivf_shape(args.n, args.dim)[0] // 32))
+    nprobe = args.nprobe or default_nprobe(ivf_shape(args.n, args.dim)[0])
     params = faiss.IndexRefineSearchParameters(k_factor=float(k_factor),
                                                base_index_params=faiss.SearchParametersIVF(nprobe=nprobe))
     return lambda x, k: index.search(x, k, params=params)
@@ -216,12 +211,8 @@ def _build_faiss(args: argparse.Namespace, kind: str, cent: np.ndarray, work: Pa
     faiss.cvar.distance_compute_blas_threshold = 4
     d = args.dim
     nlist, m = ivf_shape(args.n, d)
-    from regionsearch.vectors.faiss_index import choose_factory
-
-    # IVF-PQ+SQ8 is exactly the product's choice above 5M (whatever n is here)
-    product = choose_factory(max(args.n, 10**9), d).replace(f"IVF{ivf_shape(10**9, d)[0]}", f"IVF{nlist}")
     factory = {"Flat": "Flat", "HNSW32": "HNSW32,Flat", "IVF-PQ": f"IVF{nlist},PQ{m}",
-               "IVF-PQ+SQ8": product}[kind]
+               "IVF-PQ+SQ8": ivf_factory(args.n, d)}[kind]  # the product's choice above 5M, at any n
     index = faiss.index_factory(d, factory, faiss.METRIC_INNER_PRODUCT)
     if kind == "HNSW32":
         index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
@@ -243,7 +234,7 @@ def _build_faiss(args: argparse.Namespace, kind: str, cent: np.ndarray, work: Pa
     if kind == "HNSW32":
         index.hnsw.efSearch = HNSW_EF_SEARCH
     elif kind.startswith("IVF"):
-        nprobe = args.nprobe or min(nlist, max(16, nlist // 32))
+        nprobe = args.nprobe or default_nprobe(nlist)
         ivf = faiss.extract_index_ivf(index)
         ivf.nprobe = nprobe
         if kind == "IVF-PQ+SQ8":

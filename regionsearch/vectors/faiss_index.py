@@ -67,13 +67,30 @@ def choose_factory(n: int, dim: int) -> str:
         return "Flat"
     if n < HNSW_MAX:
         return "HNSW32,Flat"
-    nlist = 2 ** int(math.floor(math.log2(4 * math.sqrt(n))))
+    return ivf_factory(n, dim)
+
+
+def ivf_shape(n: int, dim: int) -> tuple[int, int]:
+    """``(nlist, m)`` of the IVF-PQ index for ``n`` vectors: nlist = the power of two <= 4 sqrt(n),
+    m = the largest divisor of ``dim`` <= dim / 8 (sub-quantizers of 8+ dimensions)."""
+    nlist = 2 ** int(math.floor(math.log2(max(4 * math.sqrt(max(n, 1)), 2))))
     m = max(1, dim // 8)
     while dim % m:
         m -= 1
+    return nlist, m
+
+
+def ivf_factory(n: int, dim: int) -> str:
+    """The refined IVF-PQ factory string that ``auto`` uses above :data:`HNSW_MAX` (any ``n``)."""
+    nlist, m = ivf_shape(n, dim)
     # the coarse quantizer is an HNSW over the centroids: assigning a vector costs O(log nlist)
     # distance computations instead of nlist (faiss' advice for nlist in the thousands)
     return f"IVF{nlist}_HNSW32,PQ{m},Refine(SQ8)"
+
+
+def default_nprobe(nlist: int) -> int:
+    """IVF lists scanned per query unless ``FaissIndex.nprobe`` says otherwise."""
+    return min(nlist, max(16, nlist // 32))
 
 
 def train_min(factory: str) -> int:
@@ -395,11 +412,11 @@ class FaissIndex:
         if self._kind == "hnsw":
             faiss.downcast_index(self._index.index).hnsw.efSearch = max(self.ef_search, kk)
         elif self._kind == "ivf":
-            self._index.nprobe = self.nprobe or min(self._index.nlist, max(16, self._index.nlist // 32))
+            self._index.nprobe = self.nprobe or default_nprobe(self._index.nlist)
         elif self._kind == "refine":
             refine = faiss.downcast_index(self._index.index)
             ivf = faiss.extract_index_ivf(refine.base_index)
-            ivf.nprobe = self.nprobe or min(ivf.nlist, max(16, ivf.nlist // 32))
+            ivf.nprobe = self.nprobe or default_nprobe(ivf.nlist)
             refine.k_factor = REFINE_K_FACTOR
 
     # ------------------------------------------------------------------ persistence
