@@ -22,7 +22,8 @@ import numpy as np
 from fastapi import Depends, Request, UploadFile
 from fastapi.security import APIKeyHeader
 
-from regionsearch.errors import InvalidImageError, InvalidRequestError, NotFoundError, RegionSearchError, StoreError
+from regionsearch.errors import (DataDirBusyError, ImageTooLargeError, InvalidImageError, InvalidRequestError,
+                                 NotFoundError, RegionSearchError)
 from regionsearch.segment.prompt import LRUCache
 
 from .settings import Settings
@@ -230,11 +231,9 @@ class ServiceState:
         try:
             return DataDir.open(eng.data_dir, manifest=eng.pipeline.manifest(), db_url=eng.db_url,
                                 index_factory=eng.config.index.factory, readonly=False)
-        except StoreError as exc:
-            if "another process is writing" in str(exc):
-                raise ServiceError("the data directory is being written by another process (an indexing "
-                                   "job); try again when it has finished", 409) from exc
-            raise
+        except DataDirBusyError as exc:
+            raise ServiceError("the data directory is being written by another process (an indexing "
+                               "job); try again when it has finished", 409) from exc
 
     @property
     def uploads_dir(self) -> Path:
@@ -322,10 +321,8 @@ def decode_upload(data: bytes, settings: Settings) -> np.ndarray:
 
     try:
         return decode_image(data, settings.max_pixels)
-    except InvalidImageError as exc:
-        if "too large" in str(exc):
-            raise too_large(str(exc)) from exc
-        raise
+    except ImageTooLargeError as exc:
+        raise too_large(str(exc)) from exc
 
 
 def check_k(k: int, settings: Settings) -> None:

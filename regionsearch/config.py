@@ -135,10 +135,13 @@ class EmbedConfig:
 @dataclass(frozen=True)
 class IndexConfig:
     """Vector index: ``factory`` is ``auto`` (flat -> HNSW -> IVF-PQ by size) or a faiss
-    factory string such as ``HNSW32,Flat``."""
+    factory string such as ``HNSW32,Flat``. A writing data dir saves the index and manifest after
+    ``save_every`` new or removed regions (or a 5 % growth of the index, whichever is larger) or
+    ``save_interval_s`` seconds with something unsaved."""
 
     factory: str = "auto"
-    save_every: int = 256
+    save_every: int = 4096
+    save_interval_s: float = 60.0
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,10 @@ Conventions used throughout the project:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    import numpy as np
 
 RegionKind = Literal["mask", "whole"]
 
@@ -58,6 +61,58 @@ class ImageRecord:
     status: str
     error: str | None = None
     pipeline_key: str | None = None
+
+
+@dataclass
+class ImageResult:
+    """Everything the pipeline produced for one image, ready for one commit: ``path`` as stored
+    (see ``imageio.path_to_db``), ``embeddings`` float32 ``(len(regions), dim)``, L2-normalised, row
+    ``i`` belongs to ``regions[i]``; ``file_size`` in bytes and ``file_mtime`` in seconds since the
+    epoch, of the file when it was read (None when unknown)."""
+
+    path: str
+    sha256: str
+    width: int
+    height: int
+    pipeline_key: str
+    regions: list[Region]
+    embeddings: "np.ndarray"
+    file_size: int | None = None
+    file_mtime: float | None = None
+
+
+@dataclass(frozen=True)
+class RegionRecord:
+    """One stored region joined with its image: the one region type from the store to the API
+    (``GET /v1/regions/{id}`` is :meth:`to_json`; a search hit is one plus its score).
+
+    ``bbox`` is XYWH pixels, ``rle`` is COCO RLE ``{"size": [h, w], "counts": str}``,
+    ``image_width``/``image_height`` are the image's size in pixels.
+    """
+
+    region_id: int
+    image_id: int
+    image_path: str
+    bbox: tuple[float, float, float, float]
+    area: int
+    rle: dict[str, Any]
+    predicted_iou: float | None
+    stability_score: float | None
+    kind: RegionKind
+    image_width: int | None
+    image_height: int | None
+
+    def to_hit(self, score: float) -> "SearchHit":
+        return SearchHit(region_id=self.region_id, image_id=self.image_id, image_path=self.image_path,
+                         score=float(score), bbox=self.bbox, area=self.area, mask=self.rle,
+                         predicted_iou=self.predicted_iou, stability_score=self.stability_score,
+                         kind=self.kind)
+
+    def to_json(self) -> dict[str, Any]:
+        """The API's region schema (``RegionOut``): the hit fields without ``score``, plus the image size."""
+        data = self.to_hit(0.0).to_json()
+        del data["score"]
+        return data | {"image_width": self.image_width, "image_height": self.image_height}
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from ..errors import ConfigError, NotFoundError
+from ..masks import rle_json
 
 logger = logging.getLogger(__name__)
 
@@ -338,7 +339,4 @@ def _box_rle(bbox: tuple[float, float, float, float], img: CocoImage) -> dict[st
 
 
 def _normalise_rle(rle: Mapping[str, Any]) -> dict[str, Any]:
-    counts = rle["counts"]
-    if isinstance(counts, bytes):
-        counts = counts.decode("ascii")
-    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": counts}
+    return rle_json(rle)
