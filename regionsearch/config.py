@@ -159,6 +159,13 @@ class IngestConfig:
 
 @dataclass(frozen=True)
 class SearchConfig:
+    """Query path (:func:`regionsearch.search.search`): ``max_k`` is the largest number of hits one
+    query may ask for, the same for the CLI (``-k``) and the API (``k``); ``max_text_chars`` the
+    longest query text; ``oversample`` x k candidates are fetched from the vector index before
+    filters."""
+
+    max_k: int | None = 1000
+    max_text_chars: int = 1000
     oversample: int = 4
     text_cache_size: int = 1024
     #: regions before scenes: see regionsearch.search.search_vector (null: off)

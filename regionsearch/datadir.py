@@ -50,9 +50,9 @@ from .config import IndexConfig
 from .consistency import DoctorReport
 from .errors import StoreError
 from .imageio import path_from_db
-from .manifest import (DEFAULT_DATA_DIR, MANIFEST_NAME, Manifest, read_manifest_file, resolve_manifest,
-                       write_manifest_file)
-from .store.files import cleanup_temp_files
+from .manifest import (DEFAULT_DATA_DIR, FORMAT, MANIFEST_NAME, Manifest, now, read_manifest_file,
+                       resolve_manifest)
+from .store.files import atomic_write_json, cleanup_temp_files
 from .store.lock import WriterLock
 from .store.metadata import MetadataStore, RegionRecord, mask_url
 from .types import ImageRecord, ImageResult
@@ -359,3 +359,15 @@ def _region_attrs(store: MetadataStore, ids: np.ndarray) -> dict[str, list[Any]]
     got = [rows.get(int(i)) for i in ids]
     return {"path": [r.image_path if r else "" for r in got], "area": [r.area if r else 0 for r in got],
             "kind": [r.kind if r else "mask" for r in got]}
+
+
+def write_manifest_file(root: Path, file_data: dict[str, Any], manifest: Manifest, index: Any) -> None:
+    """Bump the generation and atomically write ``manifest.json`` (``file_data`` is updated in place;
+    ``index`` is the data dir's :class:`~regionsearch.vectors.base.VectorIndex`)."""
+    file_data.update(manifest.to_json())
+    file_data["generation"] = int(file_data.get("generation", 0)) + 1
+    file_data["saved_at"] = now()
+    file_data["index"] = {"type": index.index_type, "vectors": len(index), "tombstones": index.tombstone_count,
+                          "file": index.location}
+    file_data["format"] = FORMAT
+    atomic_write_json(root / MANIFEST_NAME, file_data)

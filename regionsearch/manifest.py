@@ -3,9 +3,10 @@ history of pipeline changes, its format/schema-version check, and the one defaul
 location.
 
 The file holds the :class:`Manifest` fields plus bookkeeping written by
-:func:`write_manifest_file`: ``format``, ``created_at``, ``generation`` (incremented by every
+``datadir.write_manifest_file``: ``format``, ``created_at``, ``generation`` (incremented by every
 save), ``saved_at``, ``history`` (earlier segmenter/crop/pipeline keys), ``store`` (identity of
 the metadata database), ``vectors`` (backend URL when not FAISS) and ``index`` (type and counts).
+This module sits below the store and the vector backends: it imports neither.
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from .errors import IndexMismatchError, StoreError
-from .store.files import atomic_write_json
-from .store.schema import SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +29,9 @@ DEFAULT_DATA_DIR = "./regionsearch-data"
 MANIFEST_NAME = "manifest.json"
 #: the ``format`` field of every manifest this project writes
 FORMAT = "regionsearch-data-dir"
+#: version of the data-dir layout and SQL schema recorded in the manifest (the Alembic revision is
+#: authoritative for SQL); a data dir with a higher version is refused with a clear error
+SCHEMA_VERSION = 1
 
 
 def default_data_dir() -> str:
@@ -130,15 +132,3 @@ def resolve_manifest(root: Path, existing: dict[str, Any] | None, wanted: Manife
         log.warning("data dir %s uses index factory %r; run reindex to change it to %r", root,
                     stored.index_factory, index_factory)
     return current, existing
-
-
-def write_manifest_file(root: Path, file_data: dict[str, Any], manifest: Manifest, index: Any) -> None:
-    """Bump the generation and atomically write ``manifest.json`` (``file_data`` is updated in place;
-    ``index`` is the data dir's :class:`~regionsearch.vectors.base.VectorIndex`)."""
-    file_data.update(manifest.to_json())
-    file_data["generation"] = int(file_data.get("generation", 0)) + 1
-    file_data["saved_at"] = now()
-    file_data["index"] = {"type": index.index_type, "vectors": len(index), "tombstones": index.tombstone_count,
-                          "file": index.location}
-    file_data["format"] = FORMAT
-    atomic_write_json(root / MANIFEST_NAME, file_data)

@@ -89,6 +89,22 @@ class Pipeline:
                                               text_dtype=self.config.search.text_dtype)
             return self._embedder
 
+    @property
+    def embedder_loaded(self) -> bool:
+        """Whether the CLIP model is loaded (without loading it)."""
+        return self._embedder is not None
+
+    def encode_text(self, text: str) -> np.ndarray:
+        """A query text's embedding (float32 ``(dim,)``, L2-normalised)."""
+        return self.embedder.embed_texts([text])[0]
+
+    def encode_image(self, image: np.ndarray) -> np.ndarray:
+        """A whole query image's (or crop's) embedding, ``HWC uint8 RGB`` in, float32 ``(dim,)`` out."""
+        from .embed.crops import _fill_colour, square_resize
+
+        emb = self.embedder
+        return emb.embed_images([square_resize(image, emb.image_size, _fill_colour(emb.bundle.mean))])[0]
+
     def crops(self, image: np.ndarray, regions: list[Region]) -> list[np.ndarray]:
         from .embed.crops import region_crop
 
@@ -115,7 +131,7 @@ class Pipeline:
 
     def manifest(self) -> Any:
         """The data-directory manifest describing this pipeline."""
-        from .datadir import Manifest
+        from .manifest import Manifest
 
         clip = self.config.models.clip
         return Manifest(

@@ -7,9 +7,9 @@ from typing import Annotated, Optional
 from fastapi import APIRouter, File, Form, UploadFile
 
 from regionsearch.errors import InvalidRequestError
-from regionsearch.search import SearchFilters, search_vector
+from regionsearch.search import Query, SearchFilters
 
-from ..deps import State, check_k, check_text, decode_upload, read_upload_sync
+from ..deps import State, check_k, decode_upload, read_upload_sync
 from ..schemas import SearchRequest, SearchResponse
 from .common import errors
 
@@ -26,13 +26,7 @@ def _filters(f) -> SearchFilters:
 def search(body: SearchRequest, state: State) -> dict:
     """Ranked regions for a text query (cosine similarity of CLIP embeddings), in the CLI's JSON
     hit schema. ``filters.min_area`` is a fraction of the image when <= 1, else pixels."""
-    s = state.settings
-    text = check_text(body.text, s)
-    check_k(body.k, s)
-    dd = state.datadir()
-    q = state.text_vector(text)
-    hits = search_vector(dd, q, body.k, _filters(body.filters), state.engine.config.search.oversample,
-                         whole_margin=state.engine.config.search.whole_margin)
+    hits = state.search(state.datadir(), Query(text=body.text), body.k, _filters(body.filters))
     return {"query": body.text, "hits": [h.to_json() for h in hits]}
 
 
@@ -56,18 +50,12 @@ def search_image(
     per_image: Annotated[Optional[int], Form(ge=1, le=1000, description="at most this many hits per image")] = None,
 ) -> dict:
     s = state.settings
-    check_k(k, s)
+    check_k(k, state)
     image = decode_upload(read_upload_sync(file, s), s)
     query: dict = {"kind": "image", "width": int(image.shape[1]), "height": int(image.shape[0])}
     if box:
         x0, y0, x1, y1 = _parse_box(box, image.shape[1], image.shape[0])
         image = image[y0:y1, x0:x1]
         query["box"] = [x0, y0, x1, y1]
-    dd = state.datadir()
-    from regionsearch.embed.crops import _fill_colour, square_resize
-
-    emb = state.engine.pipeline.embedder
-    q = emb.embed_images([square_resize(image, emb.image_size, _fill_colour(emb.bundle.mean))])[0]
-    hits = search_vector(dd, q, k, SearchFilters(per_image=per_image), state.engine.config.search.oversample,
-                         whole_margin=state.engine.config.search.whole_margin)
+    hits = state.search(state.datadir(), Query(image=image), k, SearchFilters(per_image=per_image))
     return {"query": query, "hits": [h.to_json() for h in hits]}
