@@ -199,9 +199,6 @@ class Config:
         if self.search.text_dtype not in TEXT_DTYPES:
             raise UnknownNameError("text tower dtype", self.search.text_dtype, TEXT_DTYPES)
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
     def pipeline_key(self) -> str:
         """A short hash of everything that changes the stored regions or vectors of an image.
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,7 +26,6 @@ class StageTimes:
     segment: float = 0.0
     embed: float = 0.0
     write: float = 0.0
-    extra: dict[str, float] = field(default_factory=dict)
 
     def add(self, other: "StageTimes") -> None:
         self.decode += other.decode
