@@ -98,14 +98,12 @@ class DataDir:
              vectors_url: str | None = None) -> "DataDir":
         """Open (``manifest=None``: must exist) or create the data dir at ``path``.
 
-        With a ``manifest`` the dir is created if needed, else checked: a different embedder,
-        pretrained tag, dim or metric raises :class:`IndexMismatchError`; segmenter/crop/pipeline
-        key changes are recorded. ``index_factory`` applies to a new dir (``reindex`` changes it
-        later). ``vectors_url`` keeps the vectors in another backend (``milvus:///path.db`` for
-        Milvus Lite, ``http://host:19530`` for a server, any scheme registered with
-        :func:`~regionsearch.vectors.registry.register_backend`); it is recorded in the manifest,
-        so later opens need not repeat it. Opening for writing migrates the database, takes the
-        writer lock and syncs the index with SQL (see the module doc).
+        With a ``manifest`` the dir is created if needed, else checked (see
+        :func:`~regionsearch.manifest.resolve_manifest`). ``index_factory`` applies to a new dir
+        (``reindex`` changes it later). ``vectors_url`` keeps the vectors in another backend
+        (``milvus:///path.db``, ``http://host:19530``, any scheme registered with
+        :func:`~regionsearch.vectors.registry.register_backend`), recorded in the manifest. Opening
+        for writing migrates the database, takes the writer lock and syncs the index with SQL.
         """
         root = Path(path or DEFAULT_DATA_DIR).expanduser()
         existing = read_manifest_file(root / MANIFEST_NAME)
