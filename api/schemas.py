@@ -12,6 +12,11 @@ from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from regionsearch.search import MAX_K
+
+#: the documented bound of every ``k`` (the service checks its own ``max_k``, <= MAX_K)
+K_DOC = f"number of hits: 1 to the service's max_k (by default {MAX_K}, the same maximum as the CLI's -k)"
+
 
 class ErrorBody(BaseModel):
     """Every error: a one-sentence message; validation errors add ``detail``."""
@@ -40,12 +45,12 @@ class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     text: str = Field(description="what to look for, e.g. 'red car'")
-    k: int = Field(default=10, description="number of hits (1..max_k of the service)")
+    k: int = Field(default=10, le=MAX_K, description=K_DOC)
     filters: SearchFiltersIn = Field(default_factory=SearchFiltersIn)
 
 
 class Hit(BaseModel):
-    """The hit schema shared with the CLI (``SearchHit.to_json``)."""
+    """The hit schema shared with the CLI (``SearchHit.to_json``; checked against it by the tests)."""
 
     region_id: int
     image_id: int
@@ -65,6 +70,8 @@ class SearchResponse(BaseModel):
 
 
 class RegionOut(BaseModel):
+    """One region (``RegionRecord.to_json``; checked against it by the tests)."""
+
     region_id: int
     image_id: int
     image_path: str
@@ -134,7 +141,7 @@ class SegmentTextRequest(BaseModel):
     image_id: Optional[int] = None
     image_key: Optional[str] = Field(default=None, max_length=64, pattern="^[0-9a-f]{64}$")
     text: str
-    k: int = 10
+    k: int = Field(default=10, le=MAX_K, description=K_DOC)
 
 
 class CandidateOut(BaseModel):

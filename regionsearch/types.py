@@ -10,7 +10,7 @@ Conventions used throughout the project:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
@@ -103,43 +103,39 @@ class RegionRecord:
     image_height: int | None
 
     def to_hit(self, score: float) -> "SearchHit":
-        return SearchHit(region_id=self.region_id, image_id=self.image_id, image_path=self.image_path,
-                         score=float(score), bbox=self.bbox, area=self.area, mask=self.rle,
-                         predicted_iou=self.predicted_iou, stability_score=self.stability_score,
-                         kind=self.kind)
+        return SearchHit(**{f.name: getattr(self, f.name) for f in fields(RegionRecord)}, score=float(score))
 
     def to_json(self) -> dict[str, Any]:
-        """The API's region schema (``RegionOut``): the hit fields without ``score``, plus the image size."""
-        data = self.to_hit(0.0).to_json()
-        del data["score"]
-        return data | {"image_width": self.image_width, "image_height": self.image_height}
-
-
-@dataclass(frozen=True)
-class SearchHit:
-    """One ranked search result; :meth:`to_json` is the contract shared by the CLI and the API."""
-
-    region_id: int
-    image_id: int
-    image_path: str
-    score: float
-    bbox: tuple[float, float, float, float]
-    area: int
-    mask: dict[str, Any]
-    predicted_iou: float | None
-    stability_score: float | None
-    kind: RegionKind
-
-    def to_json(self) -> dict[str, Any]:
+        """The API's region schema (``RegionOut``); ``mask`` is the COCO RLE."""
         return {
             "region_id": self.region_id,
             "image_id": self.image_id,
             "image_path": self.image_path,
-            "score": float(self.score),
             "bbox": [float(v) for v in self.bbox],
             "area": int(self.area),
-            "mask": {"size": list(self.mask["size"]), "counts": self.mask["counts"]},
+            "mask": {"size": list(self.rle["size"]), "counts": self.rle["counts"]},
             "predicted_iou": self.predicted_iou,
             "stability_score": self.stability_score,
             "kind": self.kind,
+            "image_width": self.image_width,
+            "image_height": self.image_height,
         }
+
+
+@dataclass(frozen=True)
+class SearchHit(RegionRecord):
+    """One ranked search result: a region record and its similarity ``score`` (cosine, higher is
+    better); :meth:`to_json` is the hit schema shared by the CLI and the API."""
+
+    score: float
+
+    @property
+    def mask(self) -> dict[str, Any]:
+        """The region's COCO RLE (the hit schema's name for it)."""
+        return self.rle
+
+    def to_json(self) -> dict[str, Any]:
+        region = super().to_json()
+        head = {k: region.pop(k) for k in ("region_id", "image_id", "image_path")}
+        del region["image_width"], region["image_height"]
+        return head | {"score": float(self.score)} | region

@@ -11,10 +11,10 @@ from fastapi.responses import Response
 
 from regionsearch.errors import InvalidRequestError, NotFoundError
 from regionsearch.search import Query as SearchQuery
-from regionsearch.search import SearchFilters
+from regionsearch.search import MAX_K, SearchFilters
 
 from ..deps import State
-from ..schemas import ImageOut, RegionOut, SearchResponse
+from ..schemas import K_DOC, ImageOut, RegionOut, SearchResponse
 from .common import PNG, ImageId, RegionId, errors, region_json
 
 router = APIRouter(prefix="/v1", tags=["regions and images"])
@@ -28,7 +28,7 @@ def get_region(region_id: RegionId, state: State) -> dict:
 
 @router.get("/regions/{region_id}/similar", response_model=SearchResponse, responses=errors(404, 422, 503))
 def similar(region_id: RegionId, state: State,
-            k: Annotated[int, Query(description="number of hits")] = 10,
+            k: Annotated[int, Query(le=MAX_K, description=K_DOC)] = 10,
             per_image: Annotated[Optional[int], Query(ge=1, le=1000)] = None) -> dict:
     """Regions most similar to an indexed region (itself excluded)."""
     hits = state.search(state.datadir(), SearchQuery(region_id=region_id), k, SearchFilters(per_image=per_image))

@@ -7,10 +7,10 @@ from typing import Annotated, Optional
 from fastapi import APIRouter, File, Form, UploadFile
 
 from regionsearch.errors import InvalidRequestError
-from regionsearch.search import Query, SearchFilters
+from regionsearch.search import MAX_K, Query, SearchFilters
 
 from ..deps import State, check_k, decode_upload, read_upload_sync
-from ..schemas import SearchRequest, SearchResponse
+from ..schemas import K_DOC, SearchRequest, SearchResponse
 from .common import errors
 
 router = APIRouter(prefix="/v1", tags=["search"])
@@ -45,7 +45,7 @@ def _parse_box(box: str, width: int, height: int) -> tuple[int, int, int, int]:
 def search_image(
     state: State,
     file: Annotated[UploadFile, File(description="query image (PNG, JPEG, WebP, ...)")],
-    k: Annotated[int, Form(description="number of hits")] = 10,
+    k: Annotated[int, Form(le=MAX_K, description=K_DOC)] = 10,
     box: Annotated[Optional[str], Form(max_length=200, description="optional crop 'x0,y0,x1,y1' (pixels)")] = None,
     per_image: Annotated[Optional[int], Form(ge=1, le=1000, description="at most this many hits per image")] = None,
 ) -> dict:
