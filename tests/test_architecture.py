@@ -11,6 +11,16 @@ LIB = ROOT / "regionsearch"
 #: the composition root (and what only it uses) may wire the applications into the library
 COMPOSITION_ROOT = {"regionsearch.cli", "regionsearch.demo"}
 APPS = ("api", "indexer")
+#: ARCHITECTURE.md's layers, bottom up (first name after ``regionsearch.``; a dotted key is more
+#: specific); a module may import only from its own layer or below
+LAYERS = {
+    "types": 0, "errors": 0, "masks": 0, "cache": 0, "render": 0, "imageio": 0,
+    "config": 1, "manifest": 1,
+    "models": 2, "store": 2, "vectors": 2, "migrations": 2, "testing.tiny": 2,
+    "segment": 3, "embed": 3, "pipeline": 3, "consistency": 3,
+    "datadir": 4, "search": 4, "engine": 4, "runners": 4, "evaluation": 4, "client": 4, "testing": 4,
+    "cli": 6, "demo": 6,
+}
 MAX_CLASS_LINES = 320
 MAX_FUNCTION_LINES = 60
 MAX_DATADIR_LINES = 250
@@ -125,6 +135,22 @@ def test_no_import_cycle_in_the_library():
         if _is_package_init(name, graph):
             graph[name] = {d for d in graph[name] if not d.startswith(name + ".")}
     assert _cycles(graph) == []
+
+
+def _layer(module: str) -> int | None:
+    parts = module.split(".")[1:]
+    if not parts:
+        return None  # the package's own __init__ (re-exports)
+    return LAYERS.get(".".join(parts[:2]), LAYERS.get(parts[0]))
+
+
+def test_dependencies_point_down():
+    graph = _graph()
+    unknown = sorted(m for m in graph if m != "regionsearch" and _layer(m) is None)
+    assert unknown == [], "give these modules a layer in LAYERS and ARCHITECTURE.md"
+    upward = [f"{m} ({_layer(m)}) imports {d} ({_layer(d)})" for m, deps in sorted(graph.items())
+              for d in sorted(deps) if m != "regionsearch" and d != "regionsearch" and _layer(d) > _layer(m)]
+    assert upward == []
 
 
 def _sizes() -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
