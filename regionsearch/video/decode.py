@@ -33,6 +33,8 @@ VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".
 DEFAULT_MAX_PIXELS = 4096 * 2304  # per frame: 4K UHD fits, a decompression bomb does not
 DEFAULT_MAX_BYTES = 16 * 1024**3
 CUT_THUMB = 16
+#: a cut is a frame difference this many times the running typical difference (and above the threshold)
+CUT_RATIO = 3.0
 
 # magic bytes of video containers: a file that starts like one but cannot be opened is a broken
 # video, not "some other file"
@@ -180,14 +182,15 @@ def _upright(image: np.ndarray, rotation: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(image, k)) if k else image
 
 
-def sample_frames(path: str | os.PathLike[str], sample_fps: float | None = 2.0, *, cut_threshold: float = 0.25,
+def sample_frames(path: str | os.PathLike[str], sample_fps: float | None = 2.0, *, cut_threshold: float = 0.06,
                   max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = DEFAULT_MAX_BYTES,
                   max_frames: int | None = None) -> Iterator[SampledFrame]:
     """Yield sampled frames of a video lazily (see the module doc).
 
     ``sample_fps``: sampled frames per second of presentation time (``None`` or 0: every frame);
-    ``cut_threshold``: mean absolute difference (fraction of 255) between 16x16 thumbnails of
-    consecutive decoded frames above which a scene cut is declared; ``max_frames``: stop after
+    ``cut_threshold``: a scene cut is declared where the mean absolute difference (fraction of
+    255) between 16x16 thumbnails of consecutive decoded frames exceeds this *and* ``CUT_RATIO``
+    times the running mean of earlier differences (so steady fast motion is not a cut); ``max_frames``: stop after
     that many sampled frames. Raises :class:`InvalidVideoError` (before the first frame for bad
     headers, during iteration for data that stops decoding, at the end when fewer than 90% of the
     frames the container announced could be decoded).
@@ -203,6 +206,7 @@ def sample_frames(path: str | os.PathLike[str], sample_fps: float | None = 2.0, 
         t0 = float(stream.start_time * stream.time_base) if stream.start_time is not None and stream.time_base else 0.0
         fallback_dt = 1.0 / info.fps if info.fps > 0 else 0.0
         index, last_slot, prev_thumb, pending_cut, emitted, t_prev = 0, -1, None, True, 0, -fallback_dt
+        typical: float | None = None  # running mean of frame-to-frame differences without cuts
         frames = container.decode(stream)
         while True:
             try:
@@ -215,8 +219,12 @@ def sample_frames(path: str | os.PathLike[str], sample_fps: float | None = 2.0, 
             t = float(frame.time) - t0 if frame.time is not None else t_prev + fallback_dt
             t_prev = t
             thumb = frame.reformat(width=CUT_THUMB, height=CUT_THUMB, format="rgb24").to_ndarray().astype(np.int16)
-            if prev_thumb is not None and float(np.abs(thumb - prev_thumb).mean()) / 255.0 > cut_threshold:
-                pending_cut = True
+            if prev_thumb is not None:
+                diff = float(np.abs(thumb - prev_thumb).mean()) / 255.0
+                if diff > cut_threshold and (typical is None or diff > CUT_RATIO * typical):
+                    pending_cut = True
+                else:
+                    typical = diff if typical is None else 0.8 * typical + 0.2 * diff
             prev_thumb = thumb
             slot = int(math.floor(t / period + 1e-6)) if period else index
             if slot > last_slot or pending_cut:
