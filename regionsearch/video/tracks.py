@@ -244,6 +244,35 @@ class TrackStats:
     embed_s: float = 0.0
 
 
+@dataclass
+class _State:
+    """What the builder knows of a live (or recently lost) track."""
+
+    track: Track
+    mask: np.ndarray
+    area: float
+    colour: np.ndarray
+    centre: tuple[float, float]
+    motion: tuple[float, float] = (0.0, 0.0)
+    seen: int = 0  # sampled-frame counter of the last recorded mask
+
+
+def mean_colour(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Mean RGB (float, 0-255) of ``image`` inside ``mask``."""
+    return image[mask].reshape(-1, 3).mean(0) if mask.any() else np.zeros(3)
+
+
+def shift_mask(mask: np.ndarray, dx: float, dy: float) -> np.ndarray:
+    """``mask`` moved by ``(dx, dy)`` pixels (rounded); what leaves the frame is dropped."""
+    h, w = mask.shape
+    ix, iy = int(round(dx)), int(round(dy))
+    out = np.zeros_like(mask)
+    if abs(ix) >= w or abs(iy) >= h:
+        return out
+    out[max(iy, 0):h + min(iy, 0), max(ix, 0):w + min(ix, 0)] = mask[max(-iy, 0):h - max(iy, 0), max(-ix, 0):w - max(ix, 0)]
+    return out
+
+
 class TrackBuilder:
     """Builds tracks from sampled frames (see the module doc for the rules).
 
@@ -251,11 +280,21 @@ class TrackBuilder:
     ``propagator``: see :class:`Propagator`; ``crop_fn(image, mask, bbox)``: the crop to embed
     (``None``: no crops, no embeddings); ``max_area``: keyframe masks covering more than this
     fraction of the frame are background, not objects; ``min_area``: pixels.
+
+    Appearance and re-identification: ``max_colour_shift`` (RGB units, Euclidean) is how far a
+    propagated mask's mean colour may drift from the track's before the object counts as lost
+    (the prompt slid onto another object; ``None`` disables); a track lost less than
+    ``reid_frames`` sampled frames ago (default: two keyframe intervals, so an object hidden
+    across one keyframe can still come back) can be resumed at a keyframe by an unmatched mask
+    whose centre lies within ``reid_distance`` x the object's size (square root of its area) of
+    where its last motion predicts, with an area within 3x (it may be partly hidden) and a colour
+    within ``max_colour_shift`` (the gap stays a gap).
     """
 
     def __init__(self, segmenter: Any, propagator: Propagator, *, keyframe_every: int = 4,
                  match_iou: float = 0.5, min_score: float = 0.5, collapse: float = 0.25,
                  max_area: float = 0.4, min_area: int = 64, contained: float = 0.8,
+                 max_colour_shift: float | None = 60.0, reid_frames: int | None = None, reid_distance: float = 1.0,
                  crop_fn: CropFn | None = None, n_crops: int = DEFAULT_N_CROPS):
         if keyframe_every < 1:
             raise ConfigError(f"keyframe_every must be >= 1 sampled frame, got {keyframe_every}")
@@ -266,37 +305,54 @@ class TrackBuilder:
         self.segmenter, self.propagator = segmenter, propagator
         self.keyframe_every, self.match_iou, self.min_score = keyframe_every, match_iou, min_score
         self.collapse, self.max_area, self.min_area, self.contained = collapse, max_area, min_area, contained
+        self.max_colour_shift = max_colour_shift
+        self.reid_frames = 2 * keyframe_every if reid_frames is None else reid_frames
+        self.reid_distance = reid_distance
         self.crop_fn, self.n_crops = crop_fn, n_crops
-        self.live: dict[int, Track] = {}
-        self.masks: dict[int, np.ndarray] = {}
-        self.areas: dict[int, float] = {}
+        self.live: dict[int, _State] = {}
+        self.lost: dict[int, _State] = {}
         self.done: list[Track] = []
         self.stats = TrackStats()
         self._next_id = 1
         self._since_key = 0
 
     # ------------------------------------------------------------------ helpers
-    def _end(self, tid: int) -> None:
-        track = self.live.pop(tid)
-        self.masks.pop(tid, None)
-        self.areas.pop(tid, None)
+    def _lose(self, tid: int) -> None:
+        self.lost[tid] = self.live.pop(tid)
         self.propagator.remove(tid)
-        if track.frames:
-            self.done.append(track)
+
+    def _expire(self, everything: bool = False) -> None:
+        for tid in list(self.lost):
+            if everything or self.stats.frames - self.lost[tid].seen > self.reid_frames:
+                self.done.append(self.lost.pop(tid).track)
 
     def _record(self, tid: int, frame: SampledFrame, mask: np.ndarray, score: float, keyframe: bool) -> None:
-        track = self.live[tid]
+        st = self.live[tid]
         bbox = mask_to_bbox(mask)
         area = int(mask.sum())
-        track.frames.append(TrackFrame(frame.index, frame.t, encode_rle(mask), bbox, area, float(score), keyframe))
-        self.masks[tid] = mask
-        prev = self.areas.get(tid)
-        self.areas[tid] = float(area) if prev is None else 0.5 * prev + 0.5 * area
+        st.track.frames.append(TrackFrame(frame.index, frame.t, encode_rle(mask), bbox, area, float(score), keyframe))
+        c = centroid(mask)
+        gap = max(1, self.stats.frames - st.seen)
+        if st.track.frames[:-1]:
+            st.motion = ((c[0] - st.centre[0]) / gap, (c[1] - st.centre[1]) / gap)
+            st.colour = 0.5 * st.colour + 0.5 * mean_colour(frame.image, mask)
+            st.area = 0.5 * st.area + 0.5 * area
+        st.mask, st.centre, st.seen = mask, c, self.stats.frames
         if self.crop_fn is not None:
             t0 = time.perf_counter()
             fn = self.crop_fn
-            track._offer_crop(frame.index, area, lambda: fn(frame.image, mask, bbox), 2 * self.n_crops)
+            st.track._offer_crop(frame.index, area, lambda: fn(frame.image, mask, bbox), 2 * self.n_crops)
             self.stats.crop_s += time.perf_counter() - t0
+
+    def _start(self, frame: SampledFrame, mask: np.ndarray) -> int:
+        tid = self._next_id
+        self._next_id += 1
+        self.live[tid] = _State(Track(tid), mask, float(mask.sum()), mean_colour(frame.image, mask), centroid(mask),
+                                seen=self.stats.frames)
+        return tid
+
+    def _colour_ok(self, a: np.ndarray, b: np.ndarray) -> bool:
+        return self.max_colour_shift is None or float(np.linalg.norm(a - b)) <= self.max_colour_shift
 
     def _keyframe_masks(self, image: np.ndarray) -> list[tuple[np.ndarray, float]]:
         h, w = image.shape[:2]
@@ -319,19 +375,21 @@ class TrackBuilder:
         self.stats.frames += 1
         if frame.cut:
             for tid in list(self.live):
-                self._end(tid)
+                self._lose(tid)
+            self._expire(everything=True)
         t0 = time.perf_counter()
         proposals = self.propagator.step(frame.image) if self.live else {}
         self.stats.propagate_s += time.perf_counter() - t0
         current: dict[int, tuple[np.ndarray, float]] = {}
         for tid in list(self.live):
-            p = proposals.get(tid)
+            st, p = self.live[tid], proposals.get(tid)
             area = int(p.mask.sum()) if p is not None else 0
-            if p is None or area == 0 or p.score < self.min_score or area < self.collapse * self.areas[tid]:
-                self._end(tid)
+            if (p is None or area == 0 or p.score < self.min_score or area < self.collapse * st.area
+                    or not self._colour_ok(mean_colour(frame.image, p.mask), st.colour)):
+                self._lose(tid)
                 continue
             current[tid] = (p.mask, p.score)
-        self._resolve_duplicates(current)
+        self._resolve_duplicates(current, frame.image)
         keyframe = frame.cut or self._since_key % self.keyframe_every == 0
         matched: set[int] = set()
         if keyframe:
@@ -345,34 +403,64 @@ class TrackBuilder:
             for i, tid in enumerate(tids):
                 for j, (m, _) in enumerate(found):
                     iou[i, j] = mask_iou(current[tid][0], m)
-            matched_new: set[int] = set()
+            used: set[int] = set()
             if iou.size:
                 rows, cols = linear_sum_assignment(-iou)
                 for i, j in zip(rows, cols):
                     if iou[i, j] >= self.match_iou:
                         current[tids[i]] = found[j]
                         matched.add(tids[i])
-                        matched_new.add(j)
+                        used.add(j)
             covered = np.zeros(frame.image.shape[:2], bool)
             for m, _ in current.values():
                 covered |= m
-            for j, (m, score) in enumerate(found):
-                if j in matched_new or (m & covered).sum() >= 0.5 * m.sum():
+            fresh = [j for j, (m, _) in enumerate(found) if j not in used and (m & covered).sum() < 0.5 * m.sum()]
+            for j, tid in self._reidentify(frame, [found[j][0] for j in fresh]).items():
+                self.live[tid] = self.lost.pop(tid)
+                current[tid] = found[fresh[j]]
+                matched.add(tid)
+                used.add(fresh[j])
+            for j in fresh:
+                if j in used:
                     continue
-                tid = self._next_id
-                self._next_id += 1
-                self.live[tid] = Track(tid)
+                m, score = found[j]
+                if (m & covered).sum() >= 0.5 * m.sum():
+                    continue
+                tid = self._start(frame, m)
                 current[tid] = (m, score)
                 matched.add(tid)
                 covered |= m
         for tid, (m, score) in current.items():
             self.propagator.add(tid, m)
             self._record(tid, frame, m, score, keyframe=tid in matched)
+        self._expire()
         self._since_key += 1
 
-    def _resolve_duplicates(self, current: dict[int, tuple[np.ndarray, float]]) -> None:
-        """Two tracks on one object: the one whose new mask agrees better with its own previous
-        mask keeps it; the other object was lost (occluded) and its track ends."""
+    def _reidentify(self, frame: SampledFrame, masks: list[np.ndarray]) -> dict[int, int]:
+        """Unmatched keyframe masks (index into ``masks``) that resume recently lost tracks."""
+        from scipy.optimize import linear_sum_assignment
+
+        lost = list(self.lost)
+        if not lost or not masks:
+            return {}
+        cost = np.full((len(masks), len(lost)), np.inf)
+        for i, m in enumerate(masks):
+            c, area, colour = centroid(m), float(m.sum()), mean_colour(frame.image, m)
+            for j, tid in enumerate(lost):
+                st = self.lost[tid]
+                gap = self.stats.frames - st.seen
+                px, py = st.centre[0] + st.motion[0] * gap, st.centre[1] + st.motion[1] * gap
+                d = float(np.hypot(c[0] - px, c[1] - py)) / max(np.sqrt(st.area), 1.0)
+                if d <= self.reid_distance and 1 / 3 <= area / max(st.area, 1.0) <= 3.0 and self._colour_ok(colour, st.colour):
+                    cost[i, j] = d
+        finite = np.where(np.isfinite(cost), cost, 1e6)
+        rows, cols = linear_sum_assignment(finite)
+        return {int(i): lost[int(j)] for i, j in zip(rows, cols) if np.isfinite(cost[i, j])}
+
+    def _resolve_duplicates(self, current: dict[int, tuple[np.ndarray, float]], image: np.ndarray) -> None:
+        """Two tracks on one object: the one that explains the new mask better keeps it (overlap
+        with its previous mask moved by its last motion, less its colour change); the other object
+        was lost (occluded, or the prompt slid off it)."""
         tids = sorted(current)
         for a_i, a in enumerate(tids):
             for b in tids[a_i + 1:]:
@@ -380,17 +468,23 @@ class TrackBuilder:
                     continue
                 if mask_iou(current[a][0], current[b][0]) < self.match_iou:
                     continue
-                fit_a = mask_iou(current[a][0], self.masks[a])
-                fit_b = mask_iou(current[b][0], self.masks[b])
-                loser = b if fit_a >= fit_b else a
+
+                def fit(tid: int) -> float:
+                    st = self.live[tid]
+                    moved = shift_mask(st.mask, *st.motion)
+                    drift = float(np.linalg.norm(mean_colour(image, current[tid][0]) - st.colour)) / 255.0
+                    return mask_iou(current[tid][0], moved) - drift
+
+                loser = b if fit(a) >= fit(b) else a
                 current.pop(loser)
-                self._end(loser)
+                self._lose(loser)
 
     def finish(self) -> list[Track]:
-        """End every live track; all tracks, ordered by id."""
+        """End every track; all tracks with at least one frame, ordered by id."""
         for tid in list(self.live):
-            self._end(tid)
-        return sorted(self.done, key=lambda t: t.id)
+            self._lose(tid)
+        self._expire(everything=True)
+        return sorted((t for t in self.done if t.frames), key=lambda t: t.id)
 
 
 def build_tracks(frames: Iterable[SampledFrame], segmenter: Any, propagator: Propagator,

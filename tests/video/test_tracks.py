@@ -8,7 +8,7 @@ import pytest
 
 from regionsearch.errors import ConfigError, UnknownNameError
 from regionsearch.evaluation.video import PredTrack, evaluate_tracking, parse_ytvis
-from regionsearch.masks import encode_rle, mask_iou, mask_to_bbox
+from regionsearch.masks import decode_rle, encode_rle, mask_iou, mask_to_bbox
 from regionsearch.testing.clips import make_clip
 from regionsearch.types import Region
 from regionsearch.video.decode import SampledFrame
@@ -95,15 +95,34 @@ def test_oracle_tracks_are_the_objects():
         assert (t.frame_start, t.frame_end, t.t_end) == (0, 8, 8 / clip.spec.fps)
 
 
-def test_a_lost_object_ends_and_comes_back_as_a_new_track_at_the_next_keyframe():
-    clip, clock = make_clip(31, "slow", n_frames=9), _Clock()
-    prop = OraclePropagator(clip, clock, lose={(0, 2)})
-    tracks, _ = build_tracks(_frames(clip, clock), OracleSegmenter(clip, clock), prop, keyframe_every=4, min_area=1)
-    assert len(tracks) == len(clip.captions) + 1
-    res = _score(clip, tracks)
-    lost = [o for o in res.objects if o.object_id == 1][0]
-    assert lost.fragments == 2 and lost.switches == 1
-    assert lost.miou == pytest.approx(7 / 9)  # frames 2 and 3 missed, found again at keyframe 4
+def test_a_lost_object_is_resumed_at_the_next_keyframe_or_becomes_a_new_track_without_reid():
+    clip = make_clip(31, "slow", n_frames=9)
+    for reid_frames, n_tracks, fragments, switches in ((None, 3, 1, 0), (0, 4, 2, 1)):
+        clock = _Clock()
+        prop = OraclePropagator(clip, clock, lose={(0, 2)})
+        tracks, _ = build_tracks(_frames(clip, clock), OracleSegmenter(clip, clock), prop, keyframe_every=4,
+                                 min_area=1, reid_frames=reid_frames)
+        assert len(tracks) == n_tracks
+        res = _score(clip, tracks)
+        lost = [o for o in res.objects if o.object_id == 1][0]
+        assert (lost.fragments, lost.switches) == (fragments, switches)
+        assert lost.miou == pytest.approx(7 / 9)  # frames 2 and 3 missed, found again at keyframe 4
+        resumed = [t for t in tracks if t.frame_start == 0 and 2 not in t.masks_by_index()]
+        assert [sorted(t.masks_by_index()) for t in resumed] == ([[0, 1, 4, 5, 6, 7, 8]] if reid_frames is None
+                                                                 else [[0, 1]])
+
+
+def test_a_propagated_mask_of_another_colour_loses_the_track():
+    clip, clock = make_clip(31, "slow", n_frames=3), _Clock()
+
+    class Jumping(OraclePropagator):
+        def step(self, image):  # every object jumps onto object 0 at frame 1
+            return {k: Proposal(self.clip.masks[self.clock.index, 0], 0.9) for k in self.objects}
+
+    tracks, _ = build_tracks(_frames(clip, clock), OracleSegmenter(clip, clock), Jumping(clip, clock),
+                             keyframe_every=8, min_area=1)
+    kept = [t for t in tracks if len(t.frames) > 1]
+    assert len(kept) == 1 and mask_iou(clip.masks[0, 0], decode_rle(kept[0].frames[0].rle)) == 1.0
 
 
 def test_collapsed_area_ends_a_track():
