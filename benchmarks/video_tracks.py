@@ -28,6 +28,7 @@ Held-out seeds: 31_415 (slow) and 27_182 (fast); development used 1-20. Results 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
@@ -43,8 +44,14 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 HELD_OUT = {"slow": 31_415, "fast": 27_182}
 
 
+def video_config(base, args: argparse.Namespace):
+    """The config's video section with the command line's overrides."""
+    over = {k: getattr(args, k) for k in ("sample_fps", "keyframe_every", "n_crops", "propagator")
+            if getattr(args, k) is not None}
+    return dataclasses.replace(base, **over)
+
+
 def run_preset(preset: str, args: argparse.Namespace, pipeline, workdir: Path) -> dict:
-    from regionsearch.embed.crops import region_crop
     from regionsearch.evaluation.video import (
         PredTrack,
         evaluate_tracking,
@@ -52,10 +59,10 @@ def run_preset(preset: str, args: argparse.Namespace, pipeline, workdir: Path) -
         precision_at_k_capped,
         retrieval_hits,
     )
-    from regionsearch.masks import decode_rle, encode_rle, mask_iou
+    from regionsearch.masks import decode_rle, mask_iou
     from regionsearch.testing.clips import clip_spec, export_ytvis
     from regionsearch.video.decode import sample_frames
-    from regionsearch.video.tracks import build_tracks, create_propagator, embed_tracks, interior_point, propagate_prompt
+    from regionsearch.video.tracks import create_propagator, interior_point, propagate_prompt, track_video
 
     seed = args.seed if args.seed is not None else HELD_OUT[preset]
     specs = [clip_spec(seed * 1_000_003 + i, preset, n_frames=args.frames, fps=args.sample_fps, size=args.size)
@@ -63,36 +70,21 @@ def run_preset(preset: str, args: argparse.Namespace, pipeline, workdir: Path) -
     out = workdir / preset
     gt_path = export_ytvis(specs, out)
     gt = load_ytvis(gt_path)
-    cfg = pipeline.config.embed
     emb = pipeline.embedder
-
-    def crop_fn(image, mask, bbox):
-        return region_crop(image, mask, bbox, cfg.crop, emb.image_size, cfg.context, cfg.blur_sigma, emb.bundle.mean)
-
+    vcfg = video_config(pipeline.config.video, args)
     preds, vectors, frames_of, n_frames, video_s = [], [], {}, 0, 0.0
     t_build = 0.0
     stages = {"segment_s": 0.0, "propagate_s": 0.0, "crop_s": 0.0, "embed_s": 0.0}
     for vid, video in gt.videos.items():
-        path = out / video["file_name"]
-        prop = create_propagator(args.propagator, pipeline.sam_model)
-        seen = []
-
-        def frames():
-            for f in sample_frames(path, args.sample_fps):
-                seen.append(f.index)
-                yield f
-
         t0 = time.perf_counter()
-        tracks, stats = build_tracks(frames(), pipeline.segmenter, prop, keyframe_every=args.keyframe_every,
-                                     crop_fn=crop_fn, n_crops=args.n_crops)
-        embed_tracks(tracks, emb, n_crops=args.n_crops, stats=stats)
+        result = track_video(str(out / video["file_name"]), pipeline, vcfg)
         t_build += time.perf_counter() - t0
         for k in stages:
-            stages[k] += getattr(stats, k)
-        n_frames += len(seen)
+            stages[k] += getattr(result.stats, k)
+        n_frames += len(result.sampled)
         video_s += video["length"] / video["fps"]
-        frames_of[vid] = seen
-        for t in tracks:
+        frames_of[vid] = [i for i, _ in result.sampled]
+        for t in result.tracks:
             if t.embedding is None:
                 continue
             preds.append(PredTrack(t.id, vid, t.masks_by_index()))
@@ -143,7 +135,7 @@ def run_preset(preset: str, args: argparse.Namespace, pipeline, workdir: Path) -
                 start = starts[0]
                 first = decode_rle(obj.masks[start])
                 click = interior_point(first)
-                prop = create_propagator(args.propagator, pipeline.sam_model)
+                prop = create_propagator(vcfg.propagator, pipeline.sam_model)
                 frames = (f for f in sample_frames(path, args.sample_fps) if f.index >= start)
                 got = {fr.index: p.mask for fr, p in propagate_prompt(frames, prop, points=[click], labels=[1])}
                 ious = [mask_iou(got[f], decode_rle(obj.masks[f])) if f in got else 0.0
@@ -160,9 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=16, help="frames per clip")
     parser.add_argument("--size", type=int, default=256, help="frame side in pixels")
     parser.add_argument("--sample-fps", type=float, default=2.0, help="clips are written and sampled at this rate")
-    parser.add_argument("--keyframe-every", type=int, default=4, help="sampled frames between keyframes")
-    parser.add_argument("--n-crops", type=int, default=4, help="crops averaged into each track's vector")
-    parser.add_argument("--propagator", default="chain")
+    parser.add_argument("--keyframe-every", type=int, default=None, help="sampled frames between keyframes (config: video.keyframe_every)")
+    parser.add_argument("--n-crops", type=int, default=None, help="crops averaged into each track's vector (config: video.n_crops)")
+    parser.add_argument("--propagator", default=None, help="config: video.propagator")
     parser.add_argument("--presets", default="slow,fast")
     parser.add_argument("--interactive", default="slow", help="presets on which to measure click propagation")
     parser.add_argument("--seed", type=int, default=None, help="override the held-out seed (development only)")
@@ -179,9 +171,12 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     pipeline = Pipeline(load_config(args.config))
-    figures: dict = {"config": args.config, "propagator": args.propagator, "clips_per_preset": args.clips,
-                     "frames_per_clip": args.frames, "size_px": args.size, "sample_fps": args.sample_fps,
-                     "keyframe_every": args.keyframe_every, "n_crops": args.n_crops,
+    pipeline.process(np.zeros((args.size, args.size, 3), np.uint8))  # load the models outside the timings
+    pipeline.sam_model
+    vcfg = video_config(pipeline.config.video, args)
+    figures: dict = {"config": args.config, "propagator": vcfg.propagator, "clips_per_preset": args.clips,
+                     "frames_per_clip": args.frames, "size_px": args.size, "sample_fps": vcfg.sample_fps,
+                     "keyframe_every": vcfg.keyframe_every, "n_crops": vcfg.n_crops,
                      "seeds": {p: (args.seed if args.seed is not None else HELD_OUT[p]) for p in args.presets.split(",")}}
     with tempfile.TemporaryDirectory(prefix="video_tracks_") as tmp:
         for preset in args.presets.split(","):

@@ -24,14 +24,12 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from ..config import VideoConfig
 from ..errors import ConfigError, InvalidImageError, InvalidVideoError, MissingDependencyError
 from ..imageio import check_input_file
 
-#: extensions that discovery treats as videos
-VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts")
-
-DEFAULT_MAX_PIXELS = 4096 * 2304  # per frame: 4K UHD fits, a decompression bomb does not
-DEFAULT_MAX_BYTES = 16 * 1024**3
+DEFAULT_MAX_PIXELS = VideoConfig.max_pixels  # per frame: 4K UHD fits, a decompression bomb does not
+DEFAULT_MAX_BYTES = VideoConfig.max_bytes
 CUT_THUMB = 16
 #: a cut is a frame difference this many times the running typical difference (and above the threshold)
 CUT_RATIO = 3.0

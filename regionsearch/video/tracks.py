@@ -34,17 +34,16 @@ from typing import Any, Callable, Iterable, Protocol, Sequence
 
 import numpy as np
 
+from ..config import PROPAGATORS, VideoConfig
 from ..errors import ConfigError, InvalidRequestError, UnknownNameError
 from ..masks import decode_rle, encode_rle, mask_iou, mask_to_bbox
 from .decode import SampledFrame
 
 log = logging.getLogger(__name__)
 
-PROPAGATORS: tuple[str, ...] = ("chain",)
-
 #: per-track crops embedded into the track's vector: several views average out single-frame
 #: accidents (an occluder, a part at the border, motion) at a fixed CLIP cost per track
-DEFAULT_N_CROPS = 4
+DEFAULT_N_CROPS = VideoConfig.n_crops
 
 
 @dataclass(frozen=True)
@@ -545,3 +544,49 @@ def propagate_prompt(frames: Iterable[SampledFrame], propagator: Any, *, points:
         out.append((frame, step))
         propagator.add(0, step.mask)
     return out
+
+
+def mask_crop_fn(embed_cfg: Any, embedder: Any) -> CropFn:
+    """The crop function of the image pipeline (``EmbedConfig`` strategy, context and blur at
+    the embedder's input size), for a :class:`TrackBuilder`."""
+    from ..embed.crops import region_crop
+
+    def crop(image: np.ndarray, mask: np.ndarray, bbox: tuple[float, float, float, float]) -> np.ndarray:
+        return region_crop(image, mask, bbox, embed_cfg.crop, embedder.image_size, embed_cfg.context,
+                           embed_cfg.blur_sigma, embedder.bundle.mean)
+
+    return crop
+
+
+@dataclass
+class VideoTracks:
+    """The result of :func:`track_video`: the header, the embedded tracks, the cost, and the
+    ``(index, t)`` of every sampled frame (the frames the tracks were evaluated on)."""
+
+    info: Any
+    tracks: list[Track]
+    stats: TrackStats
+    sampled: list[tuple[int, float]]
+
+
+def track_video(path: str, pipeline: Any, video: VideoConfig | None = None) -> VideoTracks:
+    """Decode ``path`` lazily, build and embed its tracks with ``pipeline``'s models (a
+    :class:`regionsearch.pipeline.Pipeline`: its segmenter, SAM 2.1 model, embedder and crop
+    settings) and ``video`` (default: the pipeline config's ``video`` section). Bad files raise
+    :class:`~regionsearch.errors.InvalidVideoError`."""
+    from .decode import probe_video, sample_frames
+
+    cfg = video or pipeline.config.video
+    info = probe_video(path, max_pixels=cfg.max_pixels, max_bytes=cfg.max_bytes)
+    sampled: list[tuple[int, float]] = []
+
+    def frames() -> Iterable[SampledFrame]:
+        for f in sample_frames(path, cfg.sample_fps, max_pixels=cfg.max_pixels, max_bytes=cfg.max_bytes):
+            sampled.append((f.index, f.t))
+            yield f
+
+    emb = pipeline.embedder
+    tracks, stats = build_tracks(frames(), pipeline.segmenter, create_propagator(cfg.propagator, pipeline.sam_model),
+                                 keyframe_every=cfg.keyframe_every, match_iou=cfg.match_iou, crop_fn=mask_crop_fn(pipeline.config.embed, emb), n_crops=cfg.n_crops)
+    embed_tracks(tracks, emb, n_crops=cfg.n_crops, stats=stats)
+    return VideoTracks(info, tracks, stats, sampled)

@@ -3,6 +3,8 @@ then end to end on a moving-shapes clip with the tiny models and the chain propa
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -17,7 +19,6 @@ from regionsearch.video.tracks import (
     TrackBuilder,
     build_tracks,
     create_propagator,
-    embed_tracks,
     interior_point,
     propagate_prompt,
 )
@@ -159,20 +160,18 @@ def test_tiny_models_track_search_and_follow_a_click(pipeline):
     import tempfile
     from pathlib import Path
 
-    from regionsearch.embed.crops import region_crop
     from regionsearch.testing.clips import write_mp4
     from regionsearch.video.decode import sample_frames
+    from regionsearch.video.tracks import track_video
 
     clip = make_clip(90_001, "slow", n_frames=6)
-    emb, cfg = pipeline.embedder, pipeline.config.embed
+    emb = pipeline.embedder
     with tempfile.TemporaryDirectory() as tmp:
         path = write_mp4(clip.spec, Path(tmp) / "c.mp4")
-        prop = create_propagator("chain", pipeline.sam_model)
-        tracks, stats = build_tracks(
-            sample_frames(path, 2.0), pipeline.segmenter, prop, keyframe_every=3,
-            crop_fn=lambda im, m, b: region_crop(im, m, b, cfg.crop, emb.image_size, cfg.context, cfg.blur_sigma,
-                                                 emb.bundle.mean))
-        embed_tracks(tracks, emb, stats=stats)
+        result = track_video(str(path), pipeline, dataclasses.replace(pipeline.config.video, keyframe_every=3))
+        tracks = result.tracks
+        assert result.sampled == [(i, i / 2.0) for i in range(6)] and result.stats.keyframes == 2
+        assert (result.info.width, result.info.n_frames) == (256, 6)
         res = _score(clip, tracks)
         assert res.mean_miou >= 0.85 and res.max_switches == 0, res.summary()
         vecs = np.stack([t.embedding for t in tracks])
