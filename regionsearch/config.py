@@ -20,8 +20,9 @@ CropStrategy = Literal["box", "mask", "blur"]
 CROP_STRATEGIES = ("box", "mask", "blur")
 TEXT_DTYPES = ("auto", "float32", "bfloat16")
 GENERATORS = ("fast", "sam2")
-#: how a video track's mask moves between sampled frames (regionsearch.video.tracks)
-PROPAGATORS = ("chain",)
+#: how a video track's mask moves between sampled frames (regionsearch.video.tracks): ``chain``
+#: (image predictor prompted from the previous mask) or ``memory`` (SAM 2.1's video memory)
+PROPAGATORS = ("chain", "memory")
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts")
 
 #: sam2 ``SAM2AutomaticMaskGenerator`` parameters of each named preset. ``None`` in the user's

@@ -22,7 +22,8 @@ stores their mean, renormalised (L2), as the track's vector.
 Propagators: :class:`ChainPropagator` (``chain``) uses SAM 2.1's *image* predictor: a point
 inside the object's previous mask (its most interior pixel), shifted by the object's last
 motion, prompts the next frame; of the 3 candidate masks the one with the best predicted IoU
-is kept. Pixels are ``(x, y)``; masks are ``(H, W)`` bool at the frame's resolution.
+is kept. ``memory`` (:mod:`regionsearch.video.memory`) is SAM 2.1's own memory-based tracking
+with pruned memories. Pixels are ``(x, y)``; masks are ``(H, W)`` bool at the frame's resolution.
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ class Propagator(Protocol):
     """Carries objects' masks from one sampled frame to the next.
 
     Call order per frame: :meth:`step` with the new frame (proposals for the objects known so
-    far), then :meth:`add` (new or corrected masks *on this frame*) and :meth:`remove`.
+    far; :meth:`begin` instead when there are none), then :meth:`add` (new or corrected masks
+    *on this frame*) and :meth:`remove`.
     """
 
     name: str
@@ -68,6 +70,8 @@ class Propagator(Protocol):
     def add(self, obj_id: int, mask: np.ndarray) -> None: ...
 
     def remove(self, obj_id: int) -> None: ...
+
+    def begin(self, image: np.ndarray) -> None: ...
 
     def prompt(self, points: Sequence[Sequence[float]] | None, labels: Sequence[int] | None,
                box: Sequence[float] | None = None) -> Proposal: ...
@@ -165,6 +169,10 @@ def create_propagator(name: str, sam_model: Any, cache_size: int = 2) -> Propaga
         from ..segment.prompt import PromptSegmenter
 
         return ChainPropagator(PromptSegmenter(sam_model, cache_size=cache_size))
+    if name == "memory":
+        from .memory import MemoryPropagator
+
+        return MemoryPropagator(sam_model)
     raise UnknownNameError("propagator", name, PROPAGATORS)
 
 
@@ -377,7 +385,8 @@ class TrackBuilder:
                 self._lose(tid)
             self._expire(everything=True)
         t0 = time.perf_counter()
-        proposals = self.propagator.step(frame.image) if self.live else {}
+        stepped = bool(self.live)
+        proposals = self.propagator.step(frame.image) if stepped else {}
         self.stats.propagate_s += time.perf_counter() - t0
         current: dict[int, tuple[np.ndarray, float]] = {}
         for tid in list(self.live):
@@ -429,6 +438,8 @@ class TrackBuilder:
                 current[tid] = (m, score)
                 matched.add(tid)
                 covered |= m
+        if current and not stepped:
+            self.propagator.begin(frame.image)  # the frame new objects are added on
         for tid, (m, score) in current.items():
             self.propagator.add(tid, m)
             self._record(tid, frame, m, score, keyframe=tid in matched)

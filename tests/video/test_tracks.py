@@ -8,7 +8,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from regionsearch.errors import ConfigError, UnknownNameError
+from regionsearch.errors import ConfigError, InvalidRequestError, UnknownNameError
 from regionsearch.evaluation.video import PredTrack, evaluate_tracking, parse_ytvis
 from regionsearch.masks import decode_rle, encode_rle, mask_iou, mask_to_bbox
 from regionsearch.testing.clips import make_clip
@@ -64,6 +64,9 @@ class OraclePropagator:
 
     def remove(self, oid):
         self.objects.pop(oid, None)
+
+    def begin(self, image):
+        pass
 
 
 def _frames(clip, clock):
@@ -191,3 +194,32 @@ def test_tiny_models_track_search_and_follow_a_click(pipeline):
                                points=[click], labels=[1])
         ious = [mask_iou(p.mask, clip.masks[fr.index, j]) for fr, p in got]
         assert len(got) == 6 and np.mean(ious) >= 0.85, ious
+
+
+@pytest.mark.slow
+def test_memory_propagator_runs_on_the_tiny_model_with_bounded_memory(pipeline):
+    """sam2's memory path (memory encoder + attention + object pointers) end to end through the
+    track builder; the tiny memory path is untrained, so only mechanics are checked here (quality
+    figures: benchmarks/video_tracks.py --propagator memory)."""
+    from regionsearch.video.memory import MemoryPropagator
+
+    clip, clock = make_clip(31, "slow", n_frames=20, size=128), _Clock()
+    prop = MemoryPropagator(pipeline.sam_model)
+    peak = []
+
+    class Watched(OracleSegmenter):
+        def segment(self, image):
+            peak.append(prop.memory_entries())
+            return super().segment(image)
+
+    tracks, stats = build_tracks(_frames(clip, clock), Watched(clip, clock), prop, keyframe_every=4, min_area=1,
+                                 max_colour_shift=None, min_score=0.0, collapse=0.0)
+    assert stats.frames == 20 and tracks
+    n = len(clip.captions)
+    assert max(peak) <= n * (prop.keep + 2)
+    assert prop.memory_entries() == 0  # finish() removed every object
+    for t in tracks:
+        for f in t.frames:
+            assert f.rle["size"] == [128, 128]
+    with pytest.raises(InvalidRequestError, match="chain"):
+        prop.prompt([[1, 1]], [1])
