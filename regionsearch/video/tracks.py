@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Protocol, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -39,42 +39,13 @@ from ..config import PROPAGATORS, VideoConfig
 from ..errors import ConfigError, InvalidRequestError, UnknownNameError
 from ..masks import decode_rle, encode_rle, mask_iou, mask_to_bbox
 from .decode import SampledFrame
+from .propagation import Proposal, Propagator
 
 log = logging.getLogger(__name__)
 
 #: per-track crops embedded into the track's vector: several views average out single-frame
 #: accidents (an occluder, a part at the border, motion) at a fixed CLIP cost per track
 DEFAULT_N_CROPS = VideoConfig.n_crops
-
-
-@dataclass(frozen=True)
-class Proposal:
-    """A propagated mask: ``mask`` (H, W) bool, ``score`` the predicted IoU (0-1)."""
-
-    mask: np.ndarray
-    score: float
-
-
-class Propagator(Protocol):
-    """Carries objects' masks from one sampled frame to the next.
-
-    Call order per frame: :meth:`step` with the new frame (proposals for the objects known so
-    far; :meth:`begin` instead when there are none), then :meth:`add` (new or corrected masks
-    *on this frame*) and :meth:`remove`.
-    """
-
-    name: str
-
-    def step(self, image: np.ndarray) -> dict[int, Proposal]: ...
-
-    def add(self, obj_id: int, mask: np.ndarray) -> None: ...
-
-    def remove(self, obj_id: int) -> None: ...
-
-    def begin(self, image: np.ndarray) -> None: ...
-
-    def prompt(self, points: Sequence[Sequence[float]] | None, labels: Sequence[int] | None,
-               box: Sequence[float] | None = None) -> Proposal: ...
 
 
 def interior_point(mask: np.ndarray) -> tuple[float, float]:
@@ -377,16 +348,29 @@ class TrackBuilder:
     # ------------------------------------------------------------------ main
     def feed(self, frame: SampledFrame) -> None:
         """Process the next sampled frame (frames must come in time order)."""
-        from scipy.optimize import linear_sum_assignment
-
         self.stats.frames += 1
         if frame.cut:
             for tid in list(self.live):
                 self._lose(tid)
             self._expire(everything=True)
-        t0 = time.perf_counter()
         stepped = bool(self.live)
-        proposals = self.propagator.step(frame.image) if stepped else {}
+        current = self._propagate(frame) if stepped else {}
+        self._resolve_duplicates(current, frame.image)
+        keyframe = frame.cut or self._since_key % self.keyframe_every == 0
+        matched = self._keyframe(frame, current) if keyframe else set()
+        if current and not stepped:
+            self.propagator.begin(frame.image)  # the frame new objects are added on
+        for tid, (m, score) in current.items():
+            self.propagator.add(tid, m)
+            self._record(tid, frame, m, score, keyframe=tid in matched)
+        self._expire()
+        self._since_key += 1
+
+    def _propagate(self, frame: SampledFrame) -> dict[int, tuple[np.ndarray, float]]:
+        """Live tracks' masks carried onto ``frame`` (mask, predicted IoU); tracks whose proposal
+        is missing, empty, unsure, collapsed or of another colour are lost."""
+        t0 = time.perf_counter()
+        proposals = self.propagator.step(frame.image)
         self.stats.propagate_s += time.perf_counter() - t0
         current: dict[int, tuple[np.ndarray, float]] = {}
         for tid in list(self.live):
@@ -397,54 +381,52 @@ class TrackBuilder:
                 self._lose(tid)
                 continue
             current[tid] = (p.mask, p.score)
-        self._resolve_duplicates(current, frame.image)
-        keyframe = frame.cut or self._since_key % self.keyframe_every == 0
+        return current
+
+    def _keyframe(self, frame: SampledFrame, current: dict[int, tuple[np.ndarray, float]]) -> set[int]:
+        """Automatic masks on a keyframe: Hungarian re-matching of ``current`` (updated in place),
+        re-identification of lost tracks, new tracks for uncovered masks; the matched track ids."""
+        from scipy.optimize import linear_sum_assignment
+
+        self._since_key = 0
+        self.stats.keyframes += 1
+        t0 = time.perf_counter()
+        found = self._keyframe_masks(frame.image)
+        self.stats.segment_s += time.perf_counter() - t0
+        tids = list(current)
+        iou = np.zeros((len(tids), len(found)))
+        for i, tid in enumerate(tids):
+            for j, (m, _) in enumerate(found):
+                iou[i, j] = mask_iou(current[tid][0], m)
         matched: set[int] = set()
-        if keyframe:
-            self._since_key = 0
-            self.stats.keyframes += 1
-            t0 = time.perf_counter()
-            found = self._keyframe_masks(frame.image)
-            self.stats.segment_s += time.perf_counter() - t0
-            tids = list(current)
-            iou = np.zeros((len(tids), len(found)))
-            for i, tid in enumerate(tids):
-                for j, (m, _) in enumerate(found):
-                    iou[i, j] = mask_iou(current[tid][0], m)
-            used: set[int] = set()
-            if iou.size:
-                rows, cols = linear_sum_assignment(-iou)
-                for i, j in zip(rows, cols):
-                    if iou[i, j] >= self.match_iou:
-                        current[tids[i]] = found[j]
-                        matched.add(tids[i])
-                        used.add(j)
-            covered = np.zeros(frame.image.shape[:2], bool)
-            for m, _ in current.values():
-                covered |= m
-            fresh = [j for j, (m, _) in enumerate(found) if j not in used and (m & covered).sum() < 0.5 * m.sum()]
-            for j, tid in self._reidentify(frame, [found[j][0] for j in fresh]).items():
-                self.live[tid] = self.lost.pop(tid)
-                current[tid] = found[fresh[j]]
-                matched.add(tid)
-                used.add(fresh[j])
-            for j in fresh:
-                if j in used:
-                    continue
-                m, score = found[j]
-                if (m & covered).sum() >= 0.5 * m.sum():
-                    continue
-                tid = self._start(frame, m)
-                current[tid] = (m, score)
-                matched.add(tid)
-                covered |= m
-        if current and not stepped:
-            self.propagator.begin(frame.image)  # the frame new objects are added on
-        for tid, (m, score) in current.items():
-            self.propagator.add(tid, m)
-            self._record(tid, frame, m, score, keyframe=tid in matched)
-        self._expire()
-        self._since_key += 1
+        used: set[int] = set()
+        if iou.size:
+            rows, cols = linear_sum_assignment(-iou)
+            for i, j in zip(rows, cols):
+                if iou[i, j] >= self.match_iou:
+                    current[tids[i]] = found[j]
+                    matched.add(tids[i])
+                    used.add(j)
+        covered = np.zeros(frame.image.shape[:2], bool)
+        for m, _ in current.values():
+            covered |= m
+        fresh = [j for j, (m, _) in enumerate(found) if j not in used and (m & covered).sum() < 0.5 * m.sum()]
+        for j, tid in self._reidentify(frame, [found[j][0] for j in fresh]).items():
+            self.live[tid] = self.lost.pop(tid)
+            current[tid] = found[fresh[j]]
+            matched.add(tid)
+            used.add(fresh[j])
+        for j in fresh:
+            if j in used:
+                continue
+            m, score = found[j]
+            if (m & covered).sum() >= 0.5 * m.sum():
+                continue
+            tid = self._start(frame, m)
+            current[tid] = (m, score)
+            matched.add(tid)
+            covered |= m
+        return matched
 
     def _reidentify(self, frame: SampledFrame, masks: list[np.ndarray]) -> dict[int, int]:
         """Unmatched keyframe masks (index into ``masks``) that resume recently lost tracks."""
