@@ -39,6 +39,8 @@ class SearchFiltersIn(BaseModel):
                                       description="minimum region area: fraction of the image (<= 1) or pixels (> 1)")
     min_score: Optional[float] = Field(default=None, ge=-1, le=1, description="minimum similarity score")
     per_image: Optional[int] = Field(default=None, ge=1, le=1000, description="at most this many hits per image")
+    dedupe: bool = Field(default=True, description="collapse near-duplicate regions of one image (mask IoU >= the "
+                         "service's search.dedupe_iou, 0.8 by default) into the best-scoring one; false shows all")
 
 
 class SearchRequest(BaseModel):

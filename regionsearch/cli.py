@@ -179,6 +179,7 @@ def search(
     min_area: Annotated[Optional[float], typer.Option("--min-area", help="Minimum region area: a fraction of the image (<= 1) or pixels (> 1).")] = None,
     min_score: Annotated[Optional[float], typer.Option("--min-score", help="Minimum similarity score.")] = None,
     save: Annotated[Optional[Path], typer.Option("--save", help="Write one overlay PNG per hit into this folder.")] = None,
+    no_dedupe: Annotated[bool, typer.Option("--no-dedupe", help="Show near-duplicate regions too (by default a region whose mask IoU with a better hit of the same image is >= search.dedupe_iou, 0.8, is dropped).")] = False,
     config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None, device: DeviceOpt = None,
 ) -> None:
     """Search indexed regions by text; prints ranked hits (or the JSON hit schema with --json)."""
@@ -186,7 +187,7 @@ def search(
 
     eng = _engine(config, data_dir, db, device)
     filters = SearchFilters(path_prefix=_abs_prefix(path_prefix), min_area=min_area, min_score=min_score,
-                            per_image=per_image)
+                            per_image=per_image, dedupe=not no_dedupe)
     with eng:
         hits = eng.search(text, k, filters)
         if save is not None:
@@ -224,6 +225,38 @@ def _save_overlays(hits: list[Any], folder: Path, text: str) -> None:
             continue
         out = overlay(img, [h.mask], [h.bbox], [f"{h.score:.3f}"], title=f"{text!r} #{rank}")
         (folder / f"{rank:03d}_region{h.region_id}.png").write_bytes(to_png(out))
+
+
+@app.command()
+def export(
+    out: Annotated[Path, typer.Argument(help="The file to write, e.g. regions.json, regions.parquet, regions.csv.")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="coco (instances JSON with RLE masks, loadable by pycocotools and FiftyOne), parquet (one row per region with its CLIP embedding; needs pyarrow) or csv.")] = "coco",
+    query: Annotated[Optional[str], typer.Option("--query", "-q", help="Export this text query's hits (ranked, with scores) instead of the whole store.")] = None,
+    k: Annotated[int, typer.Option("-k", "--k", help="Hits of --query to export: 1 to the config's search.max_k.")] = 100,
+    path_prefix: Annotated[Optional[str], typer.Option("--path-prefix", help="Only images whose path starts with P.")] = None,
+    labels: Annotated[Optional[list[str]], typer.Option("--labels", help="Zero-shot categories: each region gets the closest of these texts (repeat the option or separate with commas). Default: one 'region' category.")] = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None,
+) -> None:
+    """Write the whole store, or a query's hits, as COCO, Parquet or CSV (streamed: constant memory)."""
+    from .export import FORMATS, export_regions
+    from .search import SearchFilters
+
+    if fmt not in FORMATS:
+        _fail(f"unknown --format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    names = [t.strip() for v in labels or [] for t in v.split(",") if t.strip()]
+    eng = _engine(config, data_dir, db, None, create=False)
+    with eng:
+        hits = None
+        if query is not None:
+            hits = eng.search(query, k, SearchFilters(path_prefix=_abs_prefix(path_prefix)))
+        vectors = eng.pipeline.embedder.embed_texts(names) if names else None
+        report = export_regions(eng.datadir, out, fmt, hits=hits, path_prefix=_abs_prefix(path_prefix),
+                                labels=names, label_vectors=vectors)
+    if as_json:
+        typer.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        typer.echo(f"wrote {report.regions} regions of {report.images} images to {report.path} ({report.format})")
 
 
 @app.command()

@@ -174,6 +174,10 @@ class SearchConfig:
     text_cache_size: int = 1024
     #: regions before scenes: see regionsearch.search.search_vector (null: off)
     whole_margin: float | None = 0.05
+    #: near-duplicate collapse: a hit whose mask IoU with a better hit of the same image is >= this
+    #: is dropped (SearchFilters.dedupe=False, CLI --no-dedupe, API filters.dedupe=false show all;
+    #: null: off)
+    dedupe_iou: float | None = 0.8
     #: query text tower weights (TEXT_DTYPES): ``auto`` = bfloat16 where the hardware multiplies
     #: it natively, else float32 (the tower is memory-bound on CPU: ViT-B-32 10.5 vs 21.4 ms per
     #: query, api_latency.py --breakdown); ``float32`` is exactly open_clip's encode_text

@@ -5,7 +5,7 @@
 ``/v1/segment/text`` route (over one image's regions, :class:`RegionSet`) and the evaluation
 harness. It validates the query once (:func:`check_text`, :func:`check_k`, the filters), turns it
 into a vector and ranks with :func:`search_vector`: vector top ``k`` x ``oversample`` -> one SQL
-fetch -> filters -> regions-before-scenes -> per-image cap -> hits.
+fetch -> filters -> regions-before-scenes -> near-duplicate collapse -> per-image cap -> hits.
 
 A *source* is anything with ``index`` (only its ``len`` is read), ``search_vectors(q, k,
 **filters)``, ``fetch_regions(ids, path_prefix=...)`` and, for region queries,
@@ -21,6 +21,7 @@ import numpy as np
 
 from .config import SearchConfig
 from .errors import InvalidRequestError
+from .masks import rle_iou
 from .types import Region, RegionRecord, SearchHit
 
 #: the default largest ``k`` (``search.max_k`` of the config), the same for CLI and API
@@ -28,6 +29,8 @@ MAX_K = SearchConfig().max_k
 #: a whole-image hit is dropped when a mask region of the same image is among the candidates
 #: with a score at least ``whole score - WHOLE_MARGIN`` (see :func:`search_vector`)
 WHOLE_MARGIN = 0.05
+#: near-duplicate regions of one image (mask IoU >= this) collapse into the best-scoring one
+DEDUPE_IOU = SearchConfig().dedupe_iou
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,8 @@ class SearchFilters:
     ``path_prefix``: image path starts with it. ``min_area``: minimum region area, as a fraction
     of the image area when <= 1, else in pixels. ``min_score``: minimum similarity score of the
     hit. ``per_image``: keep at most this many hits per image (best first). ``kinds``: region
-    kinds to keep (``mask``, ``whole``).
+    kinds to keep (``mask``, ``whole``). ``dedupe``: collapse near-duplicate regions of one image
+    (mask IoU >= the config's ``search.dedupe_iou``) into the best-scoring one; ``False`` shows all.
     """
 
     path_prefix: str | None = None
@@ -45,6 +49,7 @@ class SearchFilters:
     min_score: float | None = None
     per_image: int | None = None
     kinds: tuple[str, ...] | None = None
+    dedupe: bool = True
 
     def validate(self) -> None:
         if self.min_area is not None and self.min_area < 0:
@@ -72,7 +77,8 @@ def _passes(row: Any, score: float, f: SearchFilters) -> bool:
 
 def search_vector(datadir: Any, query: np.ndarray, k: int = 10, filters: SearchFilters | None = None,
                   oversample: int = 4, exclude: Sequence[int] = (),
-                  whole_margin: float | None = WHOLE_MARGIN, max_k: int | None = MAX_K) -> list[SearchHit]:
+                  whole_margin: float | None = WHOLE_MARGIN, max_k: int | None = MAX_K,
+                  dedupe_iou: float | None = DEDUPE_IOU) -> list[SearchHit]:
     """Top ``k`` regions for one L2-normalised query vector, after filters.
 
     Fetches ``k * oversample`` candidates, and more (x4 each round) while filters leave fewer
@@ -85,19 +91,44 @@ def search_vector(datadir: Any, query: np.ndarray, k: int = 10, filters: SearchF
     applies when only whole-image regions are asked for). On the held-out shapes scenes
     without it, 4 of the 150 top-5 hits were whole images of a scene dominated by the queried
     object, ranked above that object's own mask.
+
+    Near-duplicates: SAM's automatic masks often include the same object twice (two grid points,
+    two crop layers). A candidate whose mask IoU with an already kept hit of the same image is
+    >= ``dedupe_iou`` is dropped (the kept one scored higher), unless ``filters.dedupe`` is
+    False or ``dedupe_iou`` is None.
     """
     check_k(k, max_k)
     f = filters or SearchFilters()
     f.validate()
+    if dedupe_iou is not None and not 0.0 < dedupe_iou <= 1.0:
+        raise InvalidRequestError(f"dedupe_iou must be in (0, 1], got {dedupe_iou}")
     q = np.asarray(query, dtype=np.float32).reshape(1, -1)
     total = max(1, len(datadir.index))
     want = min(total, max(k * max(1, oversample), k) + len(exclude))
     excluded = set(int(i) for i in exclude)
-    return _rank(datadir, q, k, f, want, total, excluded, whole_margin)
+    return _rank(datadir, q, k, f, want, total, excluded, whole_margin, dedupe_iou if f.dedupe else None)
+
+
+class _Dedupe:
+    """The masks kept so far, per image: :meth:`keep` is False for a mask overlapping one of them
+    with IoU >= ``iou`` (COCO RLE IoU, exact, no decoding)."""
+
+    def __init__(self, iou: float | None):
+        self.iou = iou
+        self.kept: dict[int, list[dict[str, Any]]] = {}
+
+    def keep(self, row: Any) -> bool:
+        if self.iou is None:
+            return True
+        kept = self.kept.setdefault(row.image_id, [])
+        if kept and float(rle_iou([row.rle], kept).max()) >= self.iou:
+            return False
+        kept.append(row.rle)
+        return True
 
 
 def _rank(datadir: Any, q: np.ndarray, k: int, f: SearchFilters, want: int, total: int, excluded: set[int],
-          whole_margin: float | None) -> list[SearchHit]:
+          whole_margin: float | None, dedupe_iou: float | None) -> list[SearchHit]:
     # filters a vector store may apply itself (Milvus); rows are still checked below
     pushdown = {"path_prefix": f.path_prefix, "kinds": f.kinds,
                 "min_area": int(np.ceil(f.min_area)) if f.min_area is not None and f.min_area > 1 else None}
@@ -107,6 +138,7 @@ def _rank(datadir: Any, q: np.ndarray, k: int, f: SearchFilters, want: int, tota
         rows = {r.region_id: r for r in datadir.fetch_regions([i for i, _ in pairs], path_prefix=f.path_prefix)}
         hits: list[SearchHit] = []
         per_image: dict[int, int] = {}
+        dedupe = _Dedupe(dedupe_iou)
         best_mask: dict[int, float] = {}
         if whole_margin is not None and (f.kinds is None or "mask" in f.kinds):
             for rid, score in pairs:
@@ -118,6 +150,8 @@ def _rank(datadir: Any, q: np.ndarray, k: int, f: SearchFilters, want: int, tota
             if row is None or not _passes(row, score, f):
                 continue
             if row.kind == "whole" and best_mask.get(row.image_id, -np.inf) >= score - (whole_margin or 0.0):
+                continue
+            if not dedupe.keep(row):
                 continue
             if f.per_image is not None:
                 if per_image.get(row.image_id, 0) >= f.per_image:
@@ -191,7 +225,7 @@ def search(source: Any, query: Query, k: int = 10, filters: SearchFilters | None
     else:
         q = np.asarray(query.vector, np.float32)
     return search_vector(source, q, k, filters, config.oversample, exclude=exclude,
-                         whole_margin=config.whole_margin, max_k=None)
+                         whole_margin=config.whole_margin, max_k=None, dedupe_iou=config.dedupe_iou)
 
 
 def _need(encoder: QueryEncoder | None) -> QueryEncoder:

@@ -18,7 +18,7 @@ router = APIRouter(prefix="/v1", tags=["search"])
 
 def _filters(f) -> SearchFilters:
     return SearchFilters(path_prefix=f.path_prefix or None, min_area=f.min_area, min_score=f.min_score,
-                         per_image=f.per_image)
+                         per_image=f.per_image, dedupe=f.dedupe)
 
 
 @router.post("/search", response_model=SearchResponse, responses=errors(413, 422, 503),

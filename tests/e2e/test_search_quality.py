@@ -15,17 +15,7 @@ pytestmark = pytest.mark.slow
 
 
 def _precision_at_5(engine, scenes, root):
-    by_path = dict(zip(scene_paths(root, len(scenes)), scenes))
-    out = {}
-    for caption in CLASSES:
-        hits = engine.search(caption, k=5)
-        good = 0
-        for h in hits:
-            scene = by_path[h.image_path]
-            mask = decode_rle(h.mask)
-            good += any(c == caption and mask_iou(mask, gt) >= 0.5 for c, gt in zip(scene.captions, scene.masks))
-        out[caption] = good / 5.0
-    return out
+    return _precision_at_5_filtered(engine, scenes, root, None)
 
 
 def test_every_caption_has_precision_at_5_of_at_least_0_8(shapes_coco, shapes_engine):
@@ -80,3 +70,56 @@ def test_similar_region_search_finds_the_same_class(shapes_coco, shapes_engine):
         m = decode_rle(h.mask)
         hits += any(c == "yellow star" and mask_iou(m, gt) >= 0.5 for c, gt in zip(scene.captions, scene.masks))
     assert hits >= 3
+
+
+def _instance(scene, mask):
+    """(index of the ground-truth instance the mask is, IoU >= 0.5) or None."""
+    ious = [mask_iou(mask, gt) for gt in scene.masks]
+    best = int(np.argmax(ious)) if ious else -1
+    return best if best >= 0 and ious[best] >= 0.5 else None
+
+
+def _duplicate_pairs(engine, scenes, root, filters=None):
+    """For every caption's top 10: hits beyond the first that are an already returned instance."""
+    by_path = dict(zip(scene_paths(root, len(scenes)), scenes))
+    dups = {}
+    for caption in CLASSES:
+        seen, n = set(), 0
+        for h in engine.search(caption, k=10, filters=filters):
+            inst = _instance(by_path[h.image_path], decode_rle(h.mask))
+            if inst is None:
+                continue
+            n += (h.image_path, inst) in seen
+            seen.add((h.image_path, inst))
+        if n:
+            dups[caption] = n
+    return dups
+
+
+def test_top_10_never_repeats_an_instance_and_dedupe_keeps_precision(shapes_coco, shapes_engine):
+    from regionsearch.search import SearchFilters
+
+    scenes, _, root = shapes_coco
+    all_hits = SearchFilters(dedupe=False)
+    before = _duplicate_pairs(shapes_engine, scenes, root, all_hits)
+    after = _duplicate_pairs(shapes_engine, scenes, root)
+    print("repeated instances in the top 10 without dedupe:", before, "with:", after)
+    assert after == {}, f"repeated ground-truth instances in the top 10: {after}"
+    p5_all = _precision_at_5_filtered(shapes_engine, scenes, root, all_hits)
+    p5 = _precision_at_5(shapes_engine, scenes, root)
+    print(f"mean precision@5 without dedupe {np.mean(list(p5_all.values())):.3f}, "
+          f"with {np.mean(list(p5.values())):.3f}")
+    assert all(p5[c] >= p5_all[c] for c in CLASSES), {c: (p5_all[c], p5[c]) for c in CLASSES if p5[c] < p5_all[c]}
+
+
+def _precision_at_5_filtered(engine, scenes, root, filters):
+    by_path = dict(zip(scene_paths(root, len(scenes)), scenes))
+    out = {}
+    for caption in CLASSES:
+        good = 0
+        for h in engine.search(caption, k=5, filters=filters):
+            scene = by_path[h.image_path]
+            mask = decode_rle(h.mask)
+            good += any(c == caption and mask_iou(mask, gt) >= 0.5 for c, gt in zip(scene.captions, scene.masks))
+        out[caption] = good / 5.0
+    return out
