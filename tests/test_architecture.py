@@ -19,6 +19,7 @@ LAYERS = {
     "models": 2, "store": 2, "vectors": 2, "migrations": 2, "testing.tiny": 2,
     "segment": 3, "embed": 3, "video": 3, "pipeline": 3, "consistency": 3,
     "datadir": 4, "search": 4, "engine": 4, "runners": 4, "evaluation": 4, "client": 4, "testing": 4,
+    "export": 4,
     "cli": 6, "demo": 6,
 }
 MAX_CLASS_LINES = 320

@@ -444,3 +444,26 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
         cur.execute("PRAGMA synchronous=NORMAL")
     finally:
         cur.close()
+
+
+def iter_region_chunks(store: MetadataStore, dim: int, *, path_prefix: str | None = None,
+                       chunk: int = 5_000) -> Iterator[tuple[list[RegionRow], np.ndarray]]:
+    """Every region joined with its image, by region id, ``chunk`` at a time (keyset paging, so
+    memory stays at one chunk whatever the store's size): ``(records, float32 (n, dim) stored
+    embeddings, L2-normalised)``; a region without a stored embedding has a row of NaN."""
+    last = -1
+    filters = _prefix_filter(path_prefix) if path_prefix else []
+    with store.engine.connect() as conn:
+        while True:
+            q = (select(*_REGION_COLS, embeddings.c.vector).join(images, images.c.id == regions.c.image_id)
+                 .outerjoin(embeddings, embeddings.c.region_id == regions.c.id)
+                 .where(regions.c.id > last, *filters).order_by(regions.c.id).limit(chunk))
+            rows = conn.execute(q).all()
+            if not rows:
+                return
+            last = int(rows[-1].id)
+            vectors = np.full((len(rows), dim), np.nan, np.float32)
+            have = [i for i, r in enumerate(rows) if r.vector is not None]
+            if have:
+                vectors[have] = decode_vectors([bytes(rows[i].vector) for i in have], dim)
+            yield [_region_row(r) for r in rows], vectors
