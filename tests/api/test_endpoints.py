@@ -61,6 +61,24 @@ def test_search_filters(client):
     assert r.status_code == 200 and r.json()["hits"] == []
 
 
+def test_search_dedupe_is_on_by_default_and_can_be_turned_off(client):
+    from regionsearch.masks import rle_iou
+
+    def hits(**filters):
+        r = client.post("/v1/search", json={"text": "red circle", "k": 30, "filters": filters})
+        assert r.status_code == 200, r.text
+        return r.json()["hits"]
+
+    def max_same_image_iou(hs):
+        return max((float(rle_iou([a["mask"]], [b["mask"]])[0, 0]) for i, a in enumerate(hs) for b in hs[:i]
+                    if a["image_id"] == b["image_id"]), default=0.0)
+
+    assert max_same_image_iou(hits()) < 0.8
+    every = hits(dedupe=False)
+    assert max_same_image_iou(every) >= 0.8  # the tiny SAM repeats objects: what dedupe removes
+    assert client.post("/v1/search", json={"text": "red", "filters": {"dedupe": "maybe"}}).status_code == 422
+
+
 @pytest.mark.parametrize("body,fragment", [
     ({"text": "red", "k": 0}, "k must be between 1 and 50"),
     ({"text": "red", "k": 51}, "k must be between 1 and 50"),
