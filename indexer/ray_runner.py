@@ -155,7 +155,7 @@ class SamStage:
                 continue
             t0 = time.perf_counter()
             try:
-                regions.append(regions_to_json(self.pipeline.segmenter.segment(_image(batch, i))))
+                regions.append(regions_to_json(self.pipeline.segment(_image(batch, i))))
             except (RuntimeError, ValueError, MemoryError) as exc:
                 regions.append("")
                 errors[i] = _model_failure(str(batch["path"][i]), exc)

@@ -68,6 +68,18 @@ def mask_to_bbox(mask: np.ndarray) -> tuple[float, float, float, float]:
     return (float(xs[0]), float(ys[0]), float(xs[-1] - xs[0] + 1), float(ys[-1] - ys[0] + 1))
 
 
+def main_component(mask: np.ndarray) -> np.ndarray:
+    """The largest 8-connected component of a boolean ``(H, W)`` mask (the mask itself when it has
+    at most one); ties go to the component found first in row-major order."""
+    import cv2
+
+    m = np.ascontiguousarray(mask, dtype=np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+    if n <= 2:
+        return mask.astype(bool, copy=False)
+    return labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+
+
 def rle_iou(a: Sequence[RLE], b: Sequence[RLE], crowd: Sequence[bool] | None = None) -> np.ndarray:
     """Pairwise mask IoU ``(len(a), len(b))``; ``crowd[j]`` uses COCO crowd semantics for ``b[j]``."""
     if len(a) == 0 or len(b) == 0:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .config import Config
-from .masks import decode_rle
+from .masks import decode_rle, encode_rle, main_component, mask_to_bbox
 from .types import Region
 
 
@@ -116,10 +116,18 @@ class Pipeline:
                                    cfg.blur_sigma, emb.bundle.mean))
         return out
 
+    def segment(self, image: np.ndarray) -> list[Region]:
+        """The regions to store for ``image`` (``HWC uint8 RGB``): the segmenter's, each mask cut to
+        its largest connected component when ``segment.drop_fragments`` (see the config)."""
+        regions = self.segmenter.segment(image)
+        if not self.config.segment.drop_fragments:
+            return regions
+        return [_main_part(r) if r.kind == "mask" else r for r in regions]
+
     def process(self, image: np.ndarray, times: StageTimes | None = None) -> tuple[list[Region], np.ndarray]:
         """Segment ``image`` and embed every kept region; ``(regions, (n, dim) float32)``."""
         t0 = time.perf_counter()
-        regions = self.segmenter.segment(image)
+        regions = self.segment(image)
         t1 = time.perf_counter()
         vectors = self.embedder.embed_images(self.crops(image, regions))
         t2 = time.perf_counter()
@@ -148,3 +156,12 @@ class Pipeline:
             crop=dataclasses.asdict(self.config.embed),
             pipeline_key=self.config.pipeline_key(),
         )
+
+
+def _main_part(region: Region) -> Region:
+    """``region`` with only its mask's largest connected component (box and area follow)."""
+    mask = decode_rle(region.rle)
+    main = main_component(mask)
+    if main is mask or main.sum() == mask.sum():
+        return region
+    return dataclasses.replace(region, rle=encode_rle(main), bbox=mask_to_bbox(main), area=int(main.sum()))

@@ -63,3 +63,18 @@ def test_crop_strategies():
     assert tuple(box[1, 1]) == (0, 0, 255)  # context kept
     assert tuple(masked[1, 1]) == (123, 117, 104)  # background = CLIP mean colour
     assert masked[1, 1, 2] != 255 and blurred[1, 1, 2] > 150  # blurred context still blue
+
+
+def test_main_component_keeps_the_largest_8_connected_part():
+    from regionsearch.masks import main_component
+
+    m = np.zeros((40, 60), bool)
+    m[5:25, 5:25] = True          # 400 px
+    m[30:33, 50:53] = True        # a 9 px fragment far away
+    m[25, 25] = True              # touches the big part diagonally: 8-connected to it
+    main = main_component(m)
+    assert main.sum() == 401 and not main[30:33, 50:53].any() and main[25, 25]
+    one = np.zeros((10, 10), bool)
+    one[2:4, 2:4] = True
+    assert np.array_equal(main_component(one), one)
+    assert not main_component(np.zeros((4, 4), bool)).any()

@@ -195,7 +195,7 @@ def _segment_text(state: ServiceState, req: SegmentTextRequest, data: bytes | No
     pipe = state.engine.pipeline
     cached = state.amg.get(key)
     if cached is None:
-        regions = pipe.segmenter.segment(image)
+        regions = pipe.segment(image)
         vectors = pipe.embedder.embed_images(pipe.crops(image, regions))
         cached = (regions, vectors)
         state.amg.put(key, cached)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -58,6 +59,9 @@ def test_coco_export_loads_in_pycocotools_with_every_region_and_equal_masks(inde
     assert f"wrote {count} regions of 5 images" in stdout
     coco = COCO(str(out))
     assert len(coco.getAnnIds()) == count == len(regions)
+    for r in regions.values():  # segment.drop_fragments: each stored mask is one connected piece
+        if r.kind == "mask":
+            assert cv2.connectedComponents(decode_rle(r.rle).astype(np.uint8), connectivity=8)[0] == 2
     assert len(coco.getImgIds()) == 5 and [c["name"] for c in coco.loadCats(coco.getCatIds())] == ["region"]
     for ann in coco.loadAnns(coco.getAnnIds()):
         stored = regions[ann["region_id"]]
