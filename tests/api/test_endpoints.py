@@ -131,9 +131,15 @@ def test_unknown_ids_404(client, url):
 
 
 def test_overlay_foreign_region_404(client, first_ids):
-    other = client.get(f"/v1/images/{first_ids['image']}").json()
-    r = client.get(f"/v1/images/{first_ids['image']}/overlay.png", params={"regions": "999999"})
-    assert r.status_code == 404 and other
+    iid = first_ids["image"]
+    own = {r["region_id"] for r in client.get(f"/v1/images/{iid}").json()["regions"]}
+    hits = client.post("/v1/search", json={"text": "shapes", "k": 50}).json()["hits"]
+    foreign = next(h["region_id"] for h in hits if h["image_id"] != iid)  # exists, on another image
+    assert foreign not in own
+    r = client.get(f"/v1/images/{iid}/overlay.png", params={"regions": str(foreign)})
+    assert r.status_code == 404 and str(foreign) in r.json()["error"]
+    r = client.get(f"/v1/images/{iid}/overlay.png", params={"regions": "999999"})
+    assert r.status_code == 404 and "999999" in r.json()["error"]
 
 
 @pytest.mark.parametrize("url", [
@@ -169,14 +175,55 @@ def test_errors_never_leak_tracebacks(client, monkeypatch):
 
 
 def test_concurrent_searches_are_batched_and_exact(client, indexed_dir):
+    import threading
     from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
+    from api.deps import TextBatcher
 
     state = client.app.state.service
     emb = state.engine.pipeline.embedder
+
+    class Recording:
+        """The real embedder; records each batch, and holds the first one until the others queued."""
+
+        def __init__(self):
+            self.batches: list[list[str]] = []
+            self.release = threading.Event()
+
+        def embed_texts(self, texts):
+            self.batches.append(list(texts))
+            if len(self.batches) == 1:
+                self.release.wait(30)
+            return emb.embed_texts(texts)
+
+    rec = Recording()
+    batcher = TextBatcher(rec)
     texts = [f"shape number {i}" for i in range(24)]
-    with ThreadPoolExecutor(12) as pool:
-        got = list(pool.map(state.text_vector, texts))
-    np.testing.assert_allclose(np.stack(got), emb.embed_texts(texts), rtol=1e-5, atol=1e-6)
+    with ThreadPoolExecutor(24) as pool:
+        first = pool.submit(batcher.encode, texts[0])
+        while not rec.batches:
+            threading.Event().wait(0.01)
+        rest = [pool.submit(batcher.encode, t) for t in texts[1:]]
+        while batcher._queue.qsize() < len(rest):
+            threading.Event().wait(0.01)
+        rec.release.set()
+        got = [first.result(30)] + [f.result(30) for f in rest]
+    # the 23 texts that arrived while the tower was busy went through it as one batch
+    assert [len(b) for b in rec.batches] == [1, 23]
+    assert sorted(sum(rec.batches, [])) == sorted(texts)
+    # exact: each text's vector is open_clip's own encode_text of that text alone (full context,
+    # float32), not a cache entry of the embedder under test
+    bundle = emb.bundle
+    with torch.inference_mode():
+        ref = bundle.model.encode_text(bundle.tokenizer(texts)).float()
+        ref = torch.nn.functional.normalize(ref, dim=-1).numpy()
+    cos = (np.stack(got) * ref).sum(1)
+    if emb.text_dtype == "float32":
+        np.testing.assert_allclose(np.stack(got), ref, rtol=1e-4, atol=1e-5)
+    else:
+        assert cos.min() >= 0.999, cos.min()
     with ThreadPoolExecutor(8) as pool:
         codes = list(pool.map(lambda i: client.post("/v1/search", json={"text": f"q{i}", "k": 3}).status_code,
                               range(16)))

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-schemathesis = pytest.importorskip("schemathesis")
+from regionsearch.testing.ci import require
+
+schemathesis = require("schemathesis", "pip install -r requirements/test.txt")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from schemathesis.checks import content_type_conformance, not_a_server_error, response_schema_conformance  # noqa: E402
 
