@@ -334,9 +334,12 @@ def check_k(k: int, settings: Settings) -> None:
 
 
 def check_text(text: str, settings: Settings) -> str:
-    text = (text or "").strip()
-    if not text:
-        raise InvalidRequestError("the query text is empty")
+    """The query text without surrounding whitespace; the length limit applies to the text as
+    sent (what the OpenAPI schema's maxLength states)."""
+    text = text or ""
     if len(text) > settings.max_text_chars:
         raise InvalidRequestError(f"the query text is longer than {settings.max_text_chars} characters")
+    text = text.strip()
+    if not text:
+        raise InvalidRequestError("the query text is empty")
     return text

@@ -50,6 +50,9 @@ async def _parse(request: Request, model: type[BaseModel], state: ServiceState) 
     try:
         if ctype.startswith("multipart/form-data"):
             form = await request.form(max_files=1, max_fields=4)
+            unknown = sorted(set(form.keys()) - {"file", "prompt"})
+            if unknown:
+                raise InvalidRequestError(f"unknown form field {unknown[0]!r}; send 'file' and 'prompt'")
             file = form.get("file")
             if not isinstance(file, UploadFile):
                 raise InvalidRequestError("a multipart request needs the image in a 'file' field")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 import pytest
@@ -241,6 +242,55 @@ def test_openapi_documents_v1(client):
                  "/v1/segment/text", "/v1/images", "/v1/images/{image_id}/overlay.png"):
         assert path in spec["paths"]
     assert "multipart/form-data" in spec["paths"]["/v1/segment"]["post"]["requestBody"]["content"]
+
+
+def test_openapi_states_the_enforced_limits_and_links(client):
+    """The limits come from the service's settings (the test app: max_k 50, 200 characters,
+    8 points), so a client following the schema sends nothing the service rejects."""
+    settings = client.app.state.service.settings
+    paths = client.get("/openapi.json").json()["paths"]
+    search = paths["/v1/search"]["post"]["requestBody"]["content"]["application/json"]["schema"]["properties"]
+    assert search["text"]["minLength"] == 1 and search["text"]["maxLength"] == settings.max_text_chars == 200
+    assert search["text"]["pattern"] == r"\S"
+    assert (search["k"]["minimum"], search["k"]["maximum"]) == (1, settings.max_k) == (1, 50)
+    similar_k = next(p for p in paths["/v1/regions/{region_id}/similar"]["get"]["parameters"] if p["name"] == "k")
+    assert (similar_k["schema"]["minimum"], similar_k["schema"]["maximum"]) == (1, 50)
+    regions = next(p for p in paths["/v1/images/{image_id}/overlay.png"]["get"]["parameters"]
+                   if p["name"] == "regions")["schema"]
+    pattern = next(o for o in regions.get("anyOf", [regions]) if o.get("type") == "string")["pattern"]
+    assert re.fullmatch(pattern, ",".join(["7"] * settings.max_overlay_regions))
+    assert not re.fullmatch(pattern, ",".join(["7"] * (settings.max_overlay_regions + 1)))
+    seg = paths["/v1/segment"]["post"]["requestBody"]["content"]
+    body = seg["application/json"]["schema"]
+    assert {"required": ["box"]} in body["anyOf"] and body["properties"]["points"]["maxItems"] == 8
+    form = seg["multipart/form-data"]
+    assert form["schema"]["required"] == ["file", "prompt"] and form["schema"]["properties"]["file"]["minLength"] == 1
+    assert "anyOf" in form["schema"]["properties"]["prompt"]
+    text_form = paths["/v1/segment/text"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert text_form["properties"]["prompt"]["required"] == ["text"]
+    upload = paths["/v1/images"]["post"]["requestBody"]["content"]["multipart/form-data"]
+    assert upload["encoding"]["file"]["contentType"].startswith("image/png")
+    links = paths["/v1/search"]["post"]["responses"]["200"]["links"]
+    assert {"GetRegion", "GetImage", "GetRegionCrop", "GetSimilarRegions"} <= set(links)
+    assert links["GetSimilarRegions"]["parameters"] == {"region_id": "$response.body#/hits/0/region_id"}
+    ops = {op["operationId"] for item in paths.values() for op in item.values()}
+    assert all(link["operationId"] in ops for link in links.values())
+    assert set(paths["/v1/images"]["post"]["responses"]["201"]["links"]) == {"GetImage", "DeleteImage"}
+
+
+def test_schema_valid_bodies_are_accepted_and_invalid_types_rejected(client):
+    r = client.post("/v1/search", json={"text": "red circle", "k": 3.0})  # JSON: 3.0 is an integer
+    assert r.status_code == 200 and len(r.json()["hits"]) == 3
+    for bad in ({"text": "red", "k": True}, {"text": "red", "k": "3"},
+                {"text": "red", "filters": {"min_score": False}}):
+        assert client.post("/v1/search", json=bad).status_code == 422, bad
+
+
+def test_allow_header_lists_every_method_of_the_path(client, first_ids):
+    r = client.options(f"/v1/images/{first_ids['image']}")
+    assert r.status_code == 405 and r.headers["allow"] == "GET, DELETE"
+    r = client.put("/v1/search")
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
 
 
 def test_web_page_served(client):
