@@ -74,6 +74,8 @@ def _k(schema: dict, s: Settings) -> None:
 def _prompt_schema(schema: dict, s: Settings) -> None:
     """Points/labels/box limits and the prompt groups of a segmentation request."""
     props = schema["properties"]
+    for prop in props.values():
+        _non_null(prop)  # the segment routes refuse explicit nulls
     point = {"type": "array", "items": {"type": "number", "minimum": 0}, "minItems": 2, "maxItems": 2}
     props["points"] = {"type": "array", "items": point, "minItems": 1, "maxItems": s.max_points,
                        "description": props.get("points", {}).get("description", "")}
@@ -223,6 +225,8 @@ def document_limits(spec: dict, s: Settings) -> dict:
     body = _json_schema(spec, seg_text)
     if body:
         _image_given(body)
+        for prop in body["properties"].values():
+            _non_null(prop)
         _text(body["properties"]["text"], s)
         _k(body["properties"]["k"], s)
         prompt_schema = {"type": "object", "additionalProperties": False, "required": ["text"],

@@ -69,6 +69,9 @@ async def _parse(request: Request, model: type[BaseModel], state: ServiceState) 
         raise InvalidRequestError(f"the request body is not valid JSON ({exc.__class__.__name__})") from None
     if not isinstance(payload, dict):
         raise InvalidRequestError("the request body must be a JSON object")
+    nulls = sorted(k for k, v in payload.items() if v is None)
+    if nulls:  # the schema has no nulls: a field is given or left out
+        raise InvalidRequestError(f"{nulls[0]} must not be null; leave it out instead")
     try:
         req = model.model_validate(payload)
     except ValidationError as exc:

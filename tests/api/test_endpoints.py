@@ -114,6 +114,8 @@ def test_search_image(client, scenes):
     r = client.post("/v1/search/image", files={"file": ("q.png", data, "image/png")}, data={"k": "2"})
     assert r.status_code == 200, r.text
     assert len(r.json()["hits"]) == 2 and r.json()["query"]["kind"] == "image"
+    # the query is scene 0 itself: its own image comes back first
+    assert r.json()["hits"][0]["image_path"].endswith("scene0.png"), r.json()["hits"][0]
     r = client.post("/v1/search/image", files={"file": ("q.png", data, "image/png")},
                     data={"k": "2", "box": "10,10,120,120"})
     assert r.status_code == 200 and r.json()["query"]["box"] == [10, 10, 120, 120]
