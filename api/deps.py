@@ -339,7 +339,11 @@ def check_text(text: str, settings: Settings) -> str:
     text = text or ""
     if len(text) > settings.max_text_chars:
         raise InvalidRequestError(f"the query text is longer than {settings.max_text_chars} characters")
-    text = text.strip()
-    if not text:
+    if not text.strip(_JSON_SCHEMA_SPACE):
         raise InvalidRequestError("the query text is empty")
-    return text
+    return text.strip(_JSON_SCHEMA_SPACE)
+
+
+#: what the OpenAPI pattern ``\S`` (ECMA-262) counts as white space, so "empty" means the same here
+_JSON_SCHEMA_SPACE = "\t\n\x0b\x0c\r \u00a0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + \
+    "\u2028\u2029\u202f\u205f\u3000\ufeff"
