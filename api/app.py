@@ -91,6 +91,14 @@ class _Guard:
             m.latency.labels(scope["method"], path).observe(time.perf_counter() - start)
 
 
+def _allowed_methods(app: FastAPI, scope: dict) -> list[str]:
+    """Every method some route serves at the request's path (the routing's own matching)."""
+    from starlette.routing import Match
+
+    return [m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+            if any(route.matches({**scope, "method": m})[0] == Match.FULL for route in app.router.routes)]
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The service for ``settings`` (default: from ``REGIONSEARCH_*`` environment variables)."""
     settings = settings or Settings.from_env()
@@ -119,6 +127,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.service = state
 
+    def openapi() -> dict[str, Any]:
+        # FastAPI's generated schema plus the limits the service enforces and response links
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            from .openapi import document_limits
+
+            spec = get_openapi(title=app.title, version=app.version, summary=app.summary,
+                               description=app.description, routes=app.routes)
+            app.openapi_schema = document_limits(spec, settings, max_k=state.max_k)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
     @app.exception_handler(RegionSearchError)
     async def domain_error(request: Request, exc: RegionSearchError) -> JSONResponse:
         status = int(getattr(exc, "http_status", 500))
@@ -136,7 +158,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
         if exc.status_code == 404 and message == "Not Found":
             message = "not found"
-        return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
+        headers = exc.headers
+        if exc.status_code == 405:
+            # Starlette names only the methods of the first route matching the path; several
+            # routes share a path (GET and DELETE /v1/images/{id}), so list them all
+            headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(app, request.scope))}
+        return JSONResponse({"error": message}, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:

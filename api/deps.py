@@ -25,6 +25,7 @@ from fastapi.security import APIKeyHeader
 from regionsearch.errors import (DataDirBusyError, ImageTooLargeError, InvalidImageError, InvalidRequestError,
                                  NotFoundError, RegionSearchError)
 from regionsearch.cache import LRUCache
+from regionsearch.config import load_config
 from regionsearch.search import check_k as _check_k
 from regionsearch.search import check_text as _check_text
 
@@ -144,7 +145,6 @@ class ServiceState:
     # ------------------------------------------------------------------ startup
     def start(self) -> None:
         """Load models and open the data directory (runs in a worker thread)."""
-        from regionsearch.config import load_config
         from regionsearch.engine import Engine
 
         import indexer  # noqa: F401  (registers the indexing runners; the API is a composition root)
@@ -187,8 +187,12 @@ class ServiceState:
     # ------------------------------------------------------------------ access
     @property
     def max_k(self) -> int:
-        """The largest ``k``: the settings' ``max_k``, else the config's ``search.max_k`` (the CLI's)."""
-        return self.settings.max_k or self.engine.config.search.max_k
+        """The largest ``k``: the settings' ``max_k``, else the config's ``search.max_k`` (the CLI's;
+        None: no bound). Known before :meth:`start` too (the OpenAPI schema states it)."""
+        if self.settings.max_k:
+            return self.settings.max_k
+        cfg = self.engine.config if self.engine is not None else load_config(self.settings.config)
+        return cfg.search.max_k
 
     def encode_text(self, text: str) -> np.ndarray:
         """With :meth:`encode_image`, the service's :class:`~regionsearch.search.QueryEncoder`."""

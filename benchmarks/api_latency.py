@@ -17,7 +17,10 @@ Run::
 
     python benchmarks/api_latency.py                      # quick: 20k regions
     python benchmarks/api_latency.py --regions 1000000    # the full-size figure (minutes to build)
-    python benchmarks/api_latency.py --full-text          # baseline: text tower over all 77 tokens
+    python benchmarks/api_latency.py --full-text          # baseline: text tower over all 77 tokens, float32
+
+Figures go to ``benchmarks/results/api_latency-<N>[-full_text].json``; the script exits 1 when any
+search request failed.
 
 The data dir is kept (``--data-dir``, default ``/tmp/regionsearch-bench-<N>``) and reused when
 it already holds N regions.
@@ -38,6 +41,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _results import save_results  # noqa: E402
 
 DIM = 512
 REGIONS_PER_IMAGE = 50
@@ -159,11 +165,14 @@ def serve(data_dir: Path, port: int, full_text: bool, threads: int) -> None:
     config = load_config(str(cfg_path))
     prime_sam(config)
     if full_text:
-        # baseline: the text tower over its whole context (what open_clip's encode_text does)
+        # baseline: the text tower over its whole context in float32 (what open_clip's encode_text
+        # does); ``transformer`` (the embedder's lower-precision copy) is ignored on purpose
         from regionsearch.embed import text_fast
 
-        text_fast.encode_text_truncated = lambda model, tokens, normalize=False: model.encode_text(
-            tokens, normalize=normalize)
+        def full_context(model, tokens, normalize=False, transformer=None):
+            return model.encode_text(tokens, normalize=normalize)
+
+        text_fast.encode_text_truncated = full_context
     from api.app import run_server
 
     run_server(host="127.0.0.1", port=port, config=str(cfg_path), data_dir=str(data_dir), log_level="warning",
@@ -371,6 +380,12 @@ def main() -> None:
             results["breakdown"] = breakdown(data_dir, args.threads)
             print(f"breakdown: {results['breakdown']}", file=sys.stderr)
         print(json.dumps(results, indent=2))
+        name = f"api_latency-{args.regions}" + ("-full_text" if args.full_text else "")
+        print(f"results: {save_results(name, results)}", file=sys.stderr)
+        errors = sum(level["errors"] for level in results["search"])
+        if errors:
+            # a baseline whose requests fail measures error pages, not searches
+            sys.exit(f"error: {errors} search requests failed (see the server log above)")
     finally:
         proc.terminate()
         try:

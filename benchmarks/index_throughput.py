@@ -33,6 +33,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from _results import save_results  # noqa: E402
 
 
 def _rss_mb() -> float:
@@ -109,7 +112,9 @@ def project_index(images, sam, bundle, cfg) -> dict:
 
 def _agreement(base: list[list[dict]], ours: list[list[dict]], thr: float = 0.8) -> tuple[float | None, float | None]:
     """(fraction of the baseline masks matched by a project mask at IoU >= ``thr``, and the
-    reverse over images where both found masks), from per-image lists of sam2-style records."""
+    reverse: fraction of the project's masks matched by a baseline mask), from per-image lists of
+    sam2-style records. Masks on an image where the other side found none count as unmatched,
+    both ways."""
     from regionsearch.masks import rle_iou
 
     fwd: list[bool] = []
@@ -121,6 +126,7 @@ def _agreement(base: list[list[dict]], ours: list[list[dict]], thr: float = 0.8)
             rev += list(iou.max(0) >= thr)
         else:
             fwd += [False] * len(rb)
+            rev += [False] * len(rf)
     return (float(np.mean(fwd)) if fwd else None, float(np.mean(rev)) if rev else None)
 
 
@@ -294,6 +300,7 @@ def main() -> None:
     if args.json:
         args.json.write_text(text)
     print(text)
+    print(f"results: {save_results(f'index_throughput-{args.part}', json.loads(text))}")
 
 
 if __name__ == "__main__":

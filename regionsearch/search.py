@@ -141,13 +141,22 @@ def check_k(k: int, max_k: int | None) -> int:
 
 
 def check_text(text: str | None, max_chars: int) -> str:
-    """The query text stripped; :class:`InvalidRequestError` when empty or longer than ``max_chars``."""
-    text = (text or "").strip()
-    if not text:
-        raise InvalidRequestError("the query text is empty")
+    """The query text without surrounding white space; :class:`InvalidRequestError` when blank or
+    longer than ``max_chars``. The length limit applies to the text as sent (what the OpenAPI
+    schema's maxLength states), and "blank" means what the schema's ``\\S`` pattern means."""
+    text = text or ""
     if len(text) > max_chars:
         raise InvalidRequestError(f"the query text is longer than {max_chars} characters")
+    text = text.strip(JSON_SCHEMA_SPACE)
+    if not text:
+        raise InvalidRequestError("the query text is empty")
     return text
+
+
+#: what the OpenAPI/JSON-Schema pattern ``\S`` (ECMA-262) counts as white space, so "empty" means the
+#: same to the API's validation as to the schema its clients read
+JSON_SCHEMA_SPACE = "\t\n\x0b\x0c\r \u00a0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + \
+    "\u2028\u2029\u202f\u205f\u3000\ufeff"
 
 
 class QueryEncoder(Protocol):
