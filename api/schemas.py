@@ -44,8 +44,24 @@ class SearchRequest(BaseModel):
     filters: SearchFiltersIn = Field(default_factory=SearchFiltersIn)
 
 
+class RelationObject(BaseModel):
+    region_id: int
+    bbox: list[float] = Field(description="XYWH pixels")
+    score: float = Field(description="cosine similarity of the object region to the object text")
+
+
+class HitRelation(BaseModel):
+    """Why a relational query ("X left of Y") matched: the relation and its object region."""
+
+    predicate: str
+    object: RelationObject
+    scene: Optional[bool] = Field(default=None, description="true when the object is the whole image "
+                                  "(\"X in Y\" where Y describes the scene)")
+
+
 class Hit(BaseModel):
-    """The hit schema shared with the CLI (``SearchHit.to_json``)."""
+    """The hit schema shared with the CLI (``SearchHit.to_json``); ``relation`` only in hits of
+    relational queries."""
 
     region_id: int
     image_id: int
@@ -57,6 +73,7 @@ class Hit(BaseModel):
     predicted_iou: Optional[float]
     stability_score: Optional[float]
     kind: Literal["mask", "whole"]
+    relation: Optional[HitRelation] = None
 
 
 class SearchResponse(BaseModel):

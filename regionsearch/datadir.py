@@ -387,6 +387,16 @@ class DataDir:
         """The stored embedding of a region (float32 ``(dim,)``, L2-normalised; float16 precision)."""
         return self.store.embedding(region_id, self.manifest.dim)
 
+    def region_embeddings(self, region_ids: Sequence[int]) -> np.ndarray:
+        """Stored embeddings of ``region_ids``, ``(n, dim)`` float32 in that order (zeros for a
+        region without one)."""
+        out = np.zeros((len(region_ids), self.manifest.dim), np.float32)
+        pos = {int(r): i for i, r in enumerate(region_ids)}
+        for ids, vecs in self.store.iter_embeddings(self.manifest.dim, np.asarray(list(pos), np.int64)):
+            for rid, vec in zip(ids, vecs):
+                out[pos[int(rid)]] = vec
+        return out
+
     def failures(self) -> list[ImageRecord]:
         return self.store.failures()
 

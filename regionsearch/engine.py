@@ -99,7 +99,16 @@ class Engine:
         return self.pipeline.embedder.embed_texts([text])[0]
 
     def search(self, text: str, k: int = 10, filters: SearchFilters | None = None) -> list[SearchHit]:
-        """Regions best matching ``text`` (cosine similarity of CLIP embeddings)."""
+        """Regions best matching ``text`` (cosine similarity of CLIP embeddings); a relational
+        text ("X left of Y") goes to :func:`regionsearch.scene.relational.relational_search`."""
+        from .scene.query import parse_relational
+
+        rel = parse_relational(text)
+        if rel is not None:
+            from .scene.relational import relational_search
+
+            self.text_vector(text)  # same validation of the whole text
+            return relational_search(self.datadir, self.text_vector, rel, k, filters, self.config.search.oversample)
         q = self.text_vector(text)
         return search_vector(self.datadir, q, k, filters, self.config.search.oversample,
                              whole_margin=self.config.search.whole_margin)

@@ -62,7 +62,12 @@ class ImageRecord:
 
 @dataclass(frozen=True)
 class SearchHit:
-    """One ranked search result; :meth:`to_json` is the contract shared by the CLI and the API."""
+    """One ranked search result; :meth:`to_json` is the contract shared by the CLI and the API.
+
+    ``relation`` is set by relational queries only: ``{"predicate", "object": {"region_id",
+    "bbox", "score"}}`` (plus ``"scene": true`` when the object is the whole image); the JSON
+    of other hits has no ``relation`` key.
+    """
 
     region_id: int
     image_id: int
@@ -74,9 +79,10 @@ class SearchHit:
     predicted_iou: float | None
     stability_score: float | None
     kind: RegionKind
+    relation: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc = {
             "region_id": self.region_id,
             "image_id": self.image_id,
             "image_path": self.image_path,
@@ -88,3 +94,6 @@ class SearchHit:
             "stability_score": self.stability_score,
             "kind": self.kind,
         }
+        if self.relation is not None:
+            doc["relation"] = self.relation
+        return doc

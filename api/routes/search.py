@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 from fastapi import APIRouter, File, Form, UploadFile
 
 from regionsearch.errors import InvalidRequestError
+from regionsearch.scene.query import parse_relational
+from regionsearch.scene.relational import relational_search
 from regionsearch.search import SearchFilters, search_vector
 
 from ..deps import State, check_k, check_text, decode_upload, read_upload_sync
@@ -21,15 +23,24 @@ def _filters(f) -> SearchFilters:
                          per_image=f.per_image)
 
 
-@router.post("/search", response_model=SearchResponse, responses=errors(413, 422, 503),
-             summary="Regions best matching a text")
+@router.post("/search", response_model=SearchResponse, response_model_exclude_unset=True,
+             responses=errors(413, 422, 503), summary="Regions best matching a text")
 def search(body: SearchRequest, state: State) -> dict:
     """Ranked regions for a text query (cosine similarity of CLIP embeddings), in the CLI's JSON
-    hit schema. ``filters.min_area`` is a fraction of the image when <= 1, else pixels."""
+    hit schema. ``filters.min_area`` is a fraction of the image when <= 1, else pixels.
+
+    A relational text ("a red circle left of a blue square"; see the README) ranks subject
+    regions that have the relation to a region matching the object text; those hits carry
+    ``relation``."""
     s = state.settings
     text = check_text(body.text, s)
     check_k(body.k, s)
     dd = state.datadir()
+    rel = parse_relational(text)
+    if rel is not None:
+        hits = relational_search(dd, state.text_vector, rel, body.k, _filters(body.filters),
+                                 state.engine.config.search.oversample)
+        return {"query": body.text, "hits": [h.to_json() for h in hits]}
     q = state.text_vector(text)
     hits = search_vector(dd, q, body.k, _filters(body.filters), state.engine.config.search.oversample,
                          whole_margin=state.engine.config.search.whole_margin)
