@@ -67,7 +67,7 @@ def _relation_hits(datadir: Any, query: RelationalQuery, subject_pairs: list[tup
         img_w, img_h = rows[0].image_width, rows[0].image_height
         if not img_w or not img_h:
             continue
-        geom = measure([ObjectMask.from_rle(rows[i].rle) for i in members], int(img_w), int(img_h))
+        geom = measure([ObjectMask.from_rle(rows[i].rle).without_specks() for i in members], int(img_w), int(img_h))
         holds = relation_matrices(geom)[query.predicate]
         same = geom.iou() >= SAME_THING_IOU
         local = {m: k for k, m in enumerate(members)}

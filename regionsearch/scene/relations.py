@@ -19,7 +19,7 @@ work is done only for the pairs whose boxes can satisfy a relation (boxes inters
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
@@ -36,6 +36,8 @@ SIDE_MARGIN = 0.05
 NEAR_FRACTION = 0.05
 #: ``inside``: smallest fraction of A's pixels in B's hole-filled mask
 INSIDE_FRACTION = 0.9
+#: scene objects drop mask pieces smaller than this fraction of the mask's largest piece
+SPECK_FRACTION = 0.05
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,33 @@ class ObjectMask:
         if w == 0 or h == 0:
             return cls(0, 0, np.zeros((0, 0), bool))
         return cls(x, y, np.ascontiguousarray(decode_rle(rle)[y:y + h, x:x + w]))
+
+    def without_specks(self, fraction: float = SPECK_FRACTION) -> "ObjectMask":
+        """The mask without its connected pieces (8-connected) smaller than ``fraction`` of its
+        largest piece, re-cropped; itself when nothing is dropped. Automatic masks often carry
+        stray specks far from the object, which would stretch its box and fake ``near``."""
+        import cv2
+
+        if self.mask.size == 0:
+            return self
+        n, lab, stats, _ = cv2.connectedComponentsWithStats(self.mask.astype(np.uint8), connectivity=8)
+        if n <= 2:
+            return self
+        areas = stats[1:, cv2.CC_STAT_AREA]
+        keep = np.flatnonzero(areas >= fraction * areas.max()) + 1
+        if len(keep) == n - 1:
+            return self
+        cleaned = ObjectMask.from_full(np.isin(lab, keep))
+        return ObjectMask(self.x0 + cleaned.x0, self.y0 + cleaned.y0, cleaned.mask)
+
+    def to_rle(self, width: int, height: int) -> dict[str, Any]:
+        """COCO RLE of the mask placed in a ``width x height`` image."""
+        from ..masks import encode_rle
+
+        full = np.zeros((height, width), bool)
+        h, w = self.mask.shape
+        full[self.y0:self.y0 + h, self.x0:self.x0 + w] = self.mask
+        return encode_rle(full)
 
 
 @dataclass(frozen=True)
@@ -130,11 +159,47 @@ def _sub(o: ObjectMask, arr: np.ndarray, win: tuple[int, int, int, int]) -> np.n
     return arr[y0 - o.y0:y1 - o.y0, x0 - o.x0:x1 - o.x0]
 
 
+def _boundary(o: ObjectMask) -> np.ndarray:
+    """``(n, 2)`` float64 ``(x, y)`` image positions of the mask's boundary pixels (those with a
+    4-neighbour outside the mask). The closest pixels of two disjoint masks are boundary pixels:
+    from an interior pixel, one step towards the other mask is still inside and strictly closer."""
+    import cv2
+
+    if o.mask.size == 0:
+        return np.zeros((0, 2))
+    m = o.mask.astype(np.uint8)
+    inner = cv2.erode(m, _CROSS, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    ys, xs = np.nonzero(m > inner)
+    return np.stack([xs + o.x0, ys + o.y0], axis=1).astype(np.float64)
+
+
+_CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], np.uint8)
+_BLOCK = 2048
+
+
+def _within(pa: np.ndarray, pb: np.ndarray, box_a: np.ndarray, box_b: np.ndarray, r: float) -> bool:
+    """Whether some point of ``pa`` is within ``r`` of some point of ``pb``; only the points
+    within ``r`` of the other mask's box can be, so only those are compared."""
+    def facing(p: np.ndarray, box: np.ndarray) -> np.ndarray:
+        x0, y0, x1, y1 = box[0] - r, box[1] - r, box[0] + box[2] - 1 + r, box[1] + box[3] - 1 + r
+        return p[(p[:, 0] >= x0) & (p[:, 0] <= x1) & (p[:, 1] >= y0) & (p[:, 1] <= y1)]
+
+    a, b = facing(pa, box_b), facing(pb, box_a)
+    if len(a) == 0 or len(b) == 0:
+        return False
+    rr = r * r
+    step = max(1, _BLOCK * _BLOCK // max(1, len(b)))
+    for k in range(0, len(a), step):
+        blk = a[k:k + step]
+        d2 = (blk[:, None, 0] - b[None, :, 0]) ** 2 + (blk[:, None, 1] - b[None, :, 1]) ** 2
+        if (d2 <= rr).any():
+            return True
+    return False
+
+
 def measure(objects: Sequence[ObjectMask], width: int, height: int,
             near_fraction: float = NEAR_FRACTION) -> Geometry:
     """Measure ``objects`` of a ``width x height`` image (see :class:`Geometry`)."""
-    import cv2
-
     if width <= 0 or height <= 0:
         raise InvalidRequestError(f"the image size must be positive, got {width}x{height}")
     n = len(objects)
@@ -186,26 +251,12 @@ def measure(objects: Sequence[ObjectMask], width: int, height: int,
             near[i, j] = near[j, i] = True
         else:
             todo.setdefault(int(i), []).append(int(j))
-    ri = int(np.ceil(r))
-    for i, js in todo.items():
-        a = objects[i]
-        h, w = a.mask.shape
-        if not a.mask.any():
-            continue
-        wx0, wy0 = max(0, a.x0 - ri), max(0, a.y0 - ri)
-        wx1, wy1 = min(width, a.x0 + w + ri), min(height, a.y0 + h + ri)
-        canvas = np.ones((wy1 - wy0, wx1 - wx0), np.uint8)
-        canvas[a.y0 - wy0:a.y0 - wy0 + h, a.x0 - wx0:a.x0 - wx0 + w][a.mask] = 0
-        dist = cv2.distanceTransform(canvas, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-        area_win = ObjectMask(wx0, wy0, dist)
-        for j in js:
-            b = objects[j]
-            win = _window(area_win, b)
-            if win is None:
-                continue
-            mb = _sub(b, b.mask, win)
-            if mb.any() and float(_sub(area_win, dist, win)[mb].min()) <= r:
-                near[i, j] = near[j, i] = True
+    if todo:
+        points = {k: _boundary(objects[k]) for k in set(todo) | {j for js in todo.values() for j in js}}
+        for i, js in todo.items():
+            for j in js:
+                if _within(points[i], points[j], boxes[i], boxes[j], r):
+                    near[i, j] = near[j, i] = True
     return Geometry(int(width), int(height), boxes, areas, cents, inter, inside, near)
 
 
@@ -229,8 +280,7 @@ def relation_matrices(geom: Geometry) -> dict[str, np.ndarray]:
     return {p: out[p] & ~eye for p in PREDICATES}
 
 
-@dataclass(frozen=True)
-class Relation:
+class Relation(NamedTuple):
     """``predicate(subject, object)``; subject and object are indices into the measured objects."""
 
     subject: int
@@ -238,17 +288,24 @@ class Relation:
     object: int
 
 
-def relations(geom: Geometry, predicates: Sequence[str] = PREDICATES) -> list[Relation]:
-    """Every relation that holds, ordered by subject, then predicate (``PREDICATES`` order), then object."""
+def relation_array(geom: Geometry, predicates: Sequence[str] = PREDICATES) -> np.ndarray:
+    """``(n, 3)`` int64 rows ``(subject, predicate index into PREDICATES, object)`` of every
+    relation that holds, sorted by subject, predicate, object (no Python loop over pairs)."""
     unknown = [p for p in predicates if p not in PREDICATES]
     if unknown:
         from ..errors import UnknownNameError
 
         raise UnknownNameError("relation", unknown[0], PREDICATES)
     mats = relation_matrices(geom)
-    order = {p: k for k, p in enumerate(PREDICATES)}
-    found = [(int(i), order[p], int(j)) for p in predicates for i, j in zip(*np.nonzero(mats[p]))]
-    return [Relation(i, PREDICATES[k], j) for i, k, j in sorted(found)]
+    n = len(geom)
+    stack = np.stack([mats[p] if p in predicates else np.zeros((n, n), bool) for p in PREDICATES], axis=1)
+    return np.stack(np.nonzero(stack), axis=1).astype(np.int64)
+
+
+def relations(geom: Geometry, predicates: Sequence[str] = PREDICATES) -> list[Relation]:
+    """Every relation that holds, ordered by subject, then predicate (``PREDICATES`` order), then object."""
+    arr = relation_array(geom, predicates)
+    return [Relation(i, PREDICATES[k], j) for i, k, j in arr.tolist()]
 
 
 def holds(geom: Geometry, predicate: str, subject: int, obj: int) -> bool:

@@ -1,6 +1,8 @@
 """The scene of one image: labelled objects, their spatial relations and a compact text.
 
-Objects are an image's mask regions after two clean-ups:
+Objects are an image's mask regions, each without stray specks (pieces smaller than 5% of its
+largest piece, :meth:`~regionsearch.scene.relations.ObjectMask.without_specks`; the object's
+``mask``, box and centroid are of the cleaned mask), after two clean-ups:
 
 * near-duplicates: of two masks with IoU >= ``duplicate_iou`` (0.8) only the better is kept
   (higher SAM quality ``predicted_iou x stability_score``, then higher label score);
@@ -211,12 +213,12 @@ def describe(objects: Sequence[SceneObject], rels: Sequence[Relation], width: in
         by_pair.setdefault((r.subject, r.object), []).append(_PHRASE[r.predicate])
     sentences = []
     for (i, j), phrases in sorted(by_pair.items()):
-        sentences.append(f"The {names[i]} is {' and '.join(phrases)} the {names[j]}")
-    if not sentences:
-        return head
+        joined = phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
+        sentences.append(f"The {names[i]} is {joined} the {names[j]}.")
     more = len(sentences) - max_relations
-    body = "; ".join(sentences[:max_relations])
-    return head + " " + body + (f"; and {more} more relations." if more > 0 else ".")
+    if more > 0:
+        sentences = sentences[:max_relations] + [f"({more} more relations in the JSON.)"]
+    return " ".join([head] + sentences)
 
 
 # --------------------------------------------------------------------------- scenes
@@ -230,7 +232,8 @@ def build_scene(image: dict[str, Any], regions: Sequence[RegionInput], embedding
     largest first (ties: region order).
     """
     w, h = int(image["width"]), int(image["height"])
-    masks = [ObjectMask.from_rle(r.rle) for r in regions]
+    raw = [ObjectMask.from_rle(r.rle) for r in regions]
+    masks = [m.without_specks() for m in raw]
     geom = measure(masks, w, h)
     idx, prob = zero_shot(embeddings, text_matrix, label_scale)
     quality = np.asarray([r.quality for r in regions], np.float64)
@@ -239,7 +242,8 @@ def build_scene(image: dict[str, Any], regions: Sequence[RegionInput], embedding
     sub = geom.subset(keep)
     objects = [SceneObject(region_id=regions[i].region_id, label=str(names[int(idx[i])]), label_score=float(prob[i]),
                            bbox=tuple(float(v) for v in geom.boxes[i]), area=int(geom.areas[i]),
-                           centroid=(float(geom.centroids[i, 0]), float(geom.centroids[i, 1])), mask=regions[i].rle)
+                           centroid=(float(geom.centroids[i, 0]), float(geom.centroids[i, 1])),
+                           mask=regions[i].rle if masks[i] is raw[i] else masks[i].to_rle(w, h))
                for i in keep]
     rels = relations(sub)
     return Scene(image=dict(image), objects=objects, relations=rels, text=describe(objects, rels, w, h))
