@@ -53,7 +53,7 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 def _engine(config: str | None, data_dir: str | None, db: str | None, device: str | None,
-            create: bool = True, vectors: str | None = None, **overrides: Any) -> Any:
+            create: bool = True, vectors: str | None = None, readonly: bool = False, **overrides: Any) -> Any:
     from .config import load_config
     from .engine import Engine
 
@@ -72,7 +72,7 @@ def _engine(config: str | None, data_dir: str | None, db: str | None, device: st
             node[leaf] = value
     cfg = load_config(config or _STATE.get("config"), over)
     return Engine(cfg, data_dir or _STATE.get("data_dir"), db or _STATE.get("db"), create=create,
-                  vectors_url=vectors or _STATE.get("vectors"))
+                  vectors_url=vectors or _STATE.get("vectors"), readonly=readonly)
 
 
 @app.callback(invoke_without_command=True)
@@ -242,7 +242,7 @@ def scene(
     from .scene.vocabulary import parse_labels
 
     names = parse_labels(labels)
-    eng = _engine(config, data_dir, db, device, create=False)
+    eng = _engine(config, data_dir, db, device, create=False, readonly=True)
     with eng:
         rec = _indexed_image(eng, image)
         lab = labeler_for(eng.pipeline.embedder)
