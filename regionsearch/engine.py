@@ -90,24 +90,28 @@ class Engine:
         return run_local(paths, self.config, self.datadir, self.pipeline, progress=progress, workers=workers)
 
     # -- queries ----------------------------------------------------------------------------
-    def text_vector(self, text: str) -> np.ndarray:
+    @staticmethod
+    def check_text(text: str) -> str:
+        """The stripped query text; empty or longer than ``MAX_TEXT_CHARS`` is an error."""
         text = (text or "").strip()
         if not text:
             raise InvalidRequestError("the query text is empty")
         if len(text) > MAX_TEXT_CHARS:
             raise InvalidRequestError(f"the query text is longer than {MAX_TEXT_CHARS} characters")
-        return self.pipeline.embedder.embed_texts([text])[0]
+        return text
+
+    def text_vector(self, text: str) -> np.ndarray:
+        return self.pipeline.embedder.embed_texts([self.check_text(text)])[0]
 
     def search(self, text: str, k: int = 10, filters: SearchFilters | None = None) -> list[SearchHit]:
         """Regions best matching ``text`` (cosine similarity of CLIP embeddings); a relational
         text ("X left of Y") goes to :func:`regionsearch.scene.relational.relational_search`."""
         from .scene.query import parse_relational
 
-        rel = parse_relational(text)
+        rel = parse_relational(self.check_text(text))
         if rel is not None:
             from .scene.relational import relational_search
 
-            self.text_vector(text)  # same validation of the whole text
             return relational_search(self.datadir, self.text_vector, rel, k, filters, self.config.search.oversample)
         q = self.text_vector(text)
         return search_vector(self.datadir, q, k, filters, self.config.search.oversample,

@@ -253,8 +253,14 @@ def measure(objects: Sequence[ObjectMask], width: int, height: int,
             todo.setdefault(int(i), []).append(int(j))
     if todo:
         points = {k: _boundary(objects[k]) for k in set(todo) | {j for js in todo.values() for j in js}}
+        # reach of each mask from its centroid: two masks whose centroids are farther apart than
+        # their reaches + r cannot be within r (triangle inequality); no pixel work for those
+        reach = {k: float(np.sqrt(((p - cents[k]) ** 2).sum(axis=1).max())) if len(p) else 0.0
+                 for k, p in points.items()}
         for i, js in todo.items():
             for j in js:
+                if float(np.hypot(*(cents[i] - cents[j]))) - reach[i] - reach[j] > r:
+                    continue
                 if _within(points[i], points[j], boxes[i], boxes[j], r):
                     near[i, j] = near[j, i] = True
     return Geometry(int(width), int(height), boxes, areas, cents, inter, inside, near)
