@@ -175,7 +175,8 @@ class SceneConfig:
     name, averaged in embedding space (empty: the built-in photo templates). ``label_scale``
     multiplies cosine similarities before the softmax that gives ``label_score`` (CLIP's logit
     scale). ``duplicate_iou``: of two masks with IoU >= it, only the better is an object;
-    ``part_fraction``: a mask at least this much inside a larger one of the same label is a part.
+    ``part_fraction``: a mask at least this much inside a larger one of the same label is a part;
+    ``drop_fragments``: so is one inside a larger one of another label with a higher SAM quality.
     """
 
     vocabulary: tuple[str, ...] = ()
@@ -183,6 +184,7 @@ class SceneConfig:
     label_scale: float = 100.0
     duplicate_iou: float = 0.8
     part_fraction: float = 0.9
+    drop_fragments: bool = True
 
 
 @dataclass(frozen=True)

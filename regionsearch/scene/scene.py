@@ -6,7 +6,10 @@ largest piece, :meth:`~regionsearch.scene.relations.ObjectMask.without_specks`; 
 
 * near-duplicates: of two masks with IoU >= ``duplicate_iou`` (0.8) only the better is kept
   (higher SAM quality ``predicted_iou x stability_score``, then higher label score);
-* parts: a mask >= ``part_fraction`` (90%) inside a larger mask of the same label is dropped.
+* parts: a mask >= ``part_fraction`` (90%) inside a larger mask of the same label is dropped;
+  so is one that far inside a larger mask of another label with a higher SAM quality
+  (``drop_fragments``): CLIP often names a fragment of a shape differently (half a star reads as
+  a triangle), and SAM scores such fragments lower than the whole.
 
 Labels are zero-shot CLIP labels: each region's stored embedding against the vocabulary's text
 embeddings (each name's prompt templates averaged, L2-normalised); ``label_score`` is the
@@ -150,8 +153,10 @@ def zero_shot(embeddings: np.ndarray, text: np.ndarray, scale: float) -> tuple[n
 
 
 def select_objects(geom: Geometry, quality: np.ndarray, label_idx: np.ndarray, label_score: np.ndarray,
-                   duplicate_iou: float = 0.8, part_fraction: float = 0.9) -> list[int]:
-    """Indices of the regions that are objects (see the module docstring), in input order."""
+                   duplicate_iou: float = 0.8, part_fraction: float = 0.9, fragments: bool = True) -> list[int]:
+    """Indices of the regions that are objects (see the module docstring), in input order.
+    ``fragments``: also drop a region >= ``part_fraction`` inside a larger one of *any* label
+    whose SAM quality is higher (a piece SAM was less sure of than the whole)."""
     n = len(geom)
     order = sorted(range(n), key=lambda i: (-float(quality[i]), -float(label_score[i]), -int(geom.areas[i]), i))
     iou = geom.iou()
@@ -161,8 +166,9 @@ def select_objects(geom: Geometry, quality: np.ndarray, label_idx: np.ndarray, l
             continue
         kept.append(i)
     final = [i for i in kept
-             if not any(j != i and label_idx[j] == label_idx[i] and geom.areas[j] > geom.areas[i]
-                        and geom.inside_frac[i, j] >= part_fraction for j in kept)]
+             if not any(j != i and geom.areas[j] > geom.areas[i] and geom.inside_frac[i, j] >= part_fraction
+                        and (label_idx[j] == label_idx[i] or (fragments and quality[j] > quality[i]))
+                        for j in kept)]
     return sorted(final)
 
 
@@ -225,7 +231,7 @@ def describe(objects: Sequence[SceneObject], rels: Sequence[Relation], width: in
 
 def build_scene(image: dict[str, Any], regions: Sequence[RegionInput], embeddings: np.ndarray,
                 names: Sequence[str], text_matrix: np.ndarray, *, label_scale: float = 100.0,
-                duplicate_iou: float = 0.8, part_fraction: float = 0.9) -> Scene:
+                duplicate_iou: float = 0.8, part_fraction: float = 0.9, fragments: bool = True) -> Scene:
     """The scene of one image from its mask regions and their embeddings ``(n, dim)``.
 
     ``image`` must carry ``width`` and ``height`` (pixels); objects are ordered by area,
@@ -237,7 +243,7 @@ def build_scene(image: dict[str, Any], regions: Sequence[RegionInput], embedding
     geom = measure(masks, w, h)
     idx, prob = zero_shot(embeddings, text_matrix, label_scale)
     quality = np.asarray([r.quality for r in regions], np.float64)
-    keep = select_objects(geom, quality, idx, prob, duplicate_iou, part_fraction)
+    keep = select_objects(geom, quality, idx, prob, duplicate_iou, part_fraction, fragments)
     keep = sorted(keep, key=lambda i: (-int(geom.areas[i]), i))
     sub = geom.subset(keep)
     objects = [SceneObject(region_id=regions[i].region_id, label=str(names[int(idx[i])]), label_score=float(prob[i]),
@@ -277,7 +283,8 @@ def scene_of_indexed(datadir: Any, image_id: int, labeler: Labeler, scene_cfg: A
     names, templates = vocabulary(scene_cfg, labels)
     return build_scene({"id": rec.id, "path": rec.path, "width": rec.width, "height": rec.height}, regions, vecs,
                        names, labeler.matrix(names, templates), label_scale=scene_cfg.label_scale,
-                       duplicate_iou=scene_cfg.duplicate_iou, part_fraction=scene_cfg.part_fraction)
+                       duplicate_iou=scene_cfg.duplicate_iou, part_fraction=scene_cfg.part_fraction,
+                       fragments=scene_cfg.drop_fragments)
 
 
 def scene_of_array(image: np.ndarray, pipeline: Any, labeler: Labeler, scene_cfg: Any,
@@ -294,4 +301,5 @@ def scene_of_array(image: np.ndarray, pipeline: Any, labeler: Labeler, scene_cfg
     return build_scene({"id": None, "path": path, "width": int(w), "height": int(h)}, regions,
                        vecs[keep] if keep else np.zeros((0, vecs.shape[1] if vecs.ndim == 2 else 1), np.float32),
                        names, labeler.matrix(names, templates), label_scale=scene_cfg.label_scale,
-                       duplicate_iou=scene_cfg.duplicate_iou, part_fraction=scene_cfg.part_fraction)
+                       duplicate_iou=scene_cfg.duplicate_iou, part_fraction=scene_cfg.part_fraction,
+                       fragments=scene_cfg.drop_fragments)
