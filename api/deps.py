@@ -22,8 +22,11 @@ import numpy as np
 from fastapi import Depends, Request, UploadFile
 from fastapi.security import APIKeyHeader
 
-from regionsearch.errors import InvalidImageError, InvalidRequestError, NotFoundError, RegionSearchError, StoreError
-from regionsearch.segment.prompt import LRUCache
+from regionsearch.errors import (DataDirBusyError, ImageTooLargeError, InvalidImageError, InvalidRequestError,
+                                 NotFoundError, RegionSearchError)
+from regionsearch.cache import LRUCache
+from regionsearch.search import check_k as _check_k
+from regionsearch.search import check_text as _check_text
 
 from .settings import Settings
 
@@ -144,6 +147,8 @@ class ServiceState:
         from regionsearch.config import load_config
         from regionsearch.engine import Engine
 
+        import indexer  # noqa: F401  (registers the indexing runners; the API is a composition root)
+
         s = self.settings
         cfg = load_config(s.config, {"device": s.device} if s.device else None)
         self.engine = Engine(cfg, s.data_dir, s.db, readonly=True)
@@ -162,7 +167,7 @@ class ServiceState:
 
     def _ensure_data_dir(self) -> None:
         """Create an empty data dir when there is none (a read-only open needs a manifest)."""
-        from regionsearch.datadir import MANIFEST_NAME
+        from regionsearch.manifest import MANIFEST_NAME
 
         if (Path(self.engine.data_dir) / MANIFEST_NAME).exists():
             return
@@ -176,16 +181,39 @@ class ServiceState:
             self.engine.close()
 
     def is_ready(self) -> bool:
-        return (self.engine is not None and self.open_error is None and self.engine._datadir is not None
-                and self.engine.pipeline._embedder is not None and self.prompt is not None)
+        return (self.engine is not None and self.open_error is None and self.engine.is_open
+                and self.engine.pipeline.embedder_loaded and self.prompt is not None)
 
     # ------------------------------------------------------------------ access
+    @property
+    def max_k(self) -> int:
+        """The largest ``k``: the settings' ``max_k``, else the config's ``search.max_k`` (the CLI's)."""
+        return self.settings.max_k or self.engine.config.search.max_k
+
+    def encode_text(self, text: str) -> np.ndarray:
+        """With :meth:`encode_image`, the service's :class:`~regionsearch.search.QueryEncoder`."""
+        return self.text_vector(text)
+
     def text_vector(self, text: str) -> np.ndarray:
         """CLIP embedding of an already validated query text, batched with concurrent queries."""
         with self._batcher_lock:
             if self._batcher is None:
                 self._batcher = TextBatcher(self.engine.pipeline.embedder)
         return self._batcher.encode(text)
+
+    def encode_image(self, image: np.ndarray) -> np.ndarray:
+        return self.engine.pipeline.encode_image(image)
+
+    def search(self, source: Any, query: Any, k: int, filters: Any = None, **config: Any) -> list[Any]:
+        """:func:`regionsearch.search.search` with the service's encoder and limits; ``config``
+        overrides fields of the config's ``search`` section (e.g. ``whole_margin=None``)."""
+        import dataclasses
+
+        from regionsearch.search import search
+
+        cfg = dataclasses.replace(self.engine.config.search, **config) if config else self.engine.config.search
+        return search(source, query, k, filters, encoder=self, config=cfg, max_k=self.max_k,
+                      max_text_chars=self.settings.max_text_chars)
 
     def prompt_segmenter(self) -> Any:
         with self._prompt_lock:
@@ -224,17 +252,11 @@ class ServiceState:
 
     def open_writer(self) -> Any:
         """A writable data dir for one write job (409 while another process is writing)."""
-        from regionsearch.datadir import DataDir
-
-        eng = self.engine
         try:
-            return DataDir.open(eng.data_dir, manifest=eng.pipeline.manifest(), db_url=eng.db_url,
-                                index_factory=eng.config.index.factory, readonly=False)
-        except StoreError as exc:
-            if "another process is writing" in str(exc):
-                raise ServiceError("the data directory is being written by another process (an indexing "
-                                   "job); try again when it has finished", 409) from exc
-            raise
+            return self.engine.open_datadir(readonly=False)
+        except DataDirBusyError as exc:
+            raise ServiceError("the data directory is being written by another process (an indexing "
+                               "job); try again when it has finished", 409) from exc
 
     @property
     def uploads_dir(self) -> Path:
@@ -245,7 +267,7 @@ class ServiceState:
         database only, never from a request."""
         from regionsearch.imageio import load_image, path_from_db
 
-        rec = self.datadir().get_image(image_id)
+        rec = self.datadir().store.get_image(image_id)
         key = (rec.id, rec.sha256)
         arr = self.images.get(key)
         if arr is not None:
@@ -322,21 +344,15 @@ def decode_upload(data: bytes, settings: Settings) -> np.ndarray:
 
     try:
         return decode_image(data, settings.max_pixels)
-    except InvalidImageError as exc:
-        if "too large" in str(exc):
-            raise too_large(str(exc)) from exc
-        raise
+    except ImageTooLargeError as exc:
+        raise too_large(str(exc)) from exc
 
 
-def check_k(k: int, settings: Settings) -> None:
-    if not 1 <= k <= settings.max_k:
-        raise InvalidRequestError(f"k must be between 1 and {settings.max_k}, got {k}")
+def check_k(k: int, state: ServiceState) -> int:
+    """Validate ``k`` before any expensive work (upload decoding); :func:`ServiceState.search`
+    applies the same check."""
+    return _check_k(k, state.max_k)
 
 
-def check_text(text: str, settings: Settings) -> str:
-    text = (text or "").strip()
-    if not text:
-        raise InvalidRequestError("the query text is empty")
-    if len(text) > settings.max_text_chars:
-        raise InvalidRequestError(f"the query text is longer than {settings.max_text_chars} characters")
-    return text
+def check_text(text: str, state: ServiceState) -> str:
+    return _check_text(text, state.settings.max_text_chars)

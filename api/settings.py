@@ -9,6 +9,8 @@ from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from regionsearch.search import MAX_K
+
 ENV_PREFIX = "REGIONSEARCH_"
 
 
@@ -35,8 +37,9 @@ class Settings(BaseModel):
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
     #: pixels (width x height) of one image
     max_pixels: int = Field(default=40_000_000, gt=0)
-    #: largest ``k`` of a search
-    max_k: int = Field(default=100, ge=1, le=1000)
+    #: largest ``k`` of a search; default (None): the config's ``search.max_k`` (1000), the same
+    #: maximum as the CLI's ``-k``
+    max_k: Optional[int] = Field(default=None, ge=1, le=MAX_K)
     #: characters of a query text
     max_text_chars: int = Field(default=1000, ge=1)
     #: points of one segmentation prompt

@@ -76,7 +76,8 @@ def build(data_dir: Path, n_regions: int, seed: int = 0) -> dict:
     import numpy as np
 
     from regionsearch.config import load_config
-    from regionsearch.datadir import DataDir, ImageResult
+    from regionsearch.datadir import DataDir
+    from regionsearch.types import ImageResult
     from regionsearch.masks import encode_rle
     from regionsearch.pipeline import Pipeline
     from regionsearch.types import Region

@@ -8,6 +8,7 @@ Every bad file is recorded with its reason and never stops the job.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import time
@@ -20,6 +21,7 @@ from regionsearch.config import Config
 from regionsearch.errors import InvalidImageError
 from regionsearch.imageio import decode_image, discover, path_to_db, read_file_bytes, sha256_bytes
 from regionsearch.pipeline import Pipeline, StageTimes
+from regionsearch.types import ImageResult
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +151,7 @@ def _prefetch(fn: Callable[[str], Any], items: Sequence[str], workers: int) -> I
 
 
 def _read_stage(path: str, config: Config, key: str, datadir: Any, lock: threading.Lock) -> tuple[str, Any]:
-    """Read + hash + look up + decode one file: ``("decoded", (sha, image))``, ``("done"|"moved",
+    """Read + hash + look up + decode one file: ``("decoded", (sha, image, bytes, mtime))``, ``("done"|"moved",
     None)`` or ``("failed", (sha or None, reason))``."""
     sha: str | None = None
     try:
@@ -159,17 +161,19 @@ def _read_stage(path: str, config: Config, key: str, datadir: Any, lock: threadi
             state = datadir.lookup(path_to_db(path), sha, key)
         if state in ("done", "moved"):
             return state, None
-        return "decoded", (sha, decode_image(data, config.ingest.max_pixels))
+        try:
+            mtime: float | None = os.stat(path).st_mtime
+        except OSError:
+            mtime = None
+        return "decoded", (sha, decode_image(data, config.ingest.max_pixels), len(data), mtime)
     except InvalidImageError as exc:
         return "failed", (sha, str(exc))
 
 
-def _model_stage(path: str, item: tuple[str, Any], key: str, pipeline: Pipeline,
+def _model_stage(path: str, item: tuple[Any, ...], key: str, pipeline: Pipeline,
                  times: StageTimes) -> tuple[str, Any]:
     """Segment and embed one decoded image: ``("new", ImageResult)`` or ``("failed", ...)``."""
-    from regionsearch.datadir import ImageResult
-
-    sha, image = item
+    sha, image, size, mtime = item
     try:
         regions, vectors = pipeline.process(image, times)
     except (RuntimeError, ValueError, MemoryError) as exc:
@@ -177,4 +181,4 @@ def _model_stage(path: str, item: tuple[str, Any], key: str, pipeline: Pipeline,
         return "failed", (sha, f"processing failed: {exc.__class__.__name__}: {exc}")
     h, w = image.shape[:2]
     return "new", ImageResult(path=path_to_db(path), sha256=sha, width=w, height=h, pipeline_key=key,
-                              regions=regions, embeddings=vectors)
+                              regions=regions, embeddings=vectors, file_size=size, file_mtime=mtime)

@@ -24,8 +24,10 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from regionsearch.errors import MissingDependencyError, StoreError
+from regionsearch.masks import counts_str, rle_json
 from regionsearch.store.files import atomic_write
-from regionsearch.types import Region
+from regionsearch.store.metadata import decode_vectors, encode_vectors
+from regionsearch.types import ImageResult, Region
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +63,7 @@ def regions_to_json(regions: Sequence[Region]) -> str:
     """Regions as a JSON list (exact: floats round-trip through ``repr``)."""
     out = []
     for r in regions:
-        counts = r.rle["counts"]
-        out.append({"bbox": [float(v) for v in r.bbox], "area": int(r.area),
-                    "rle": {"size": [int(v) for v in r.rle["size"]],
-                            "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts},
+        out.append({"bbox": [float(v) for v in r.bbox], "area": int(r.area), "rle": rle_json(r.rle),
                     "predicted_iou": None if r.predicted_iou is None else float(r.predicted_iou),
                     "stability_score": None if r.stability_score is None else float(r.stability_score),
                     "kind": r.kind})
@@ -84,16 +83,14 @@ def image_row(path: str, sha256: str | None, pipeline_key: str, *, width: int | 
     regs = []
     if error is None and len(regions):
         emb = np.asarray(embeddings, np.float32).reshape(len(regions), -1)
-        v16 = np.ascontiguousarray(emb, dtype="<f2")
-        for r, vec in zip(regions, v16):
+        for r, blob in zip(regions, encode_vectors(emb)):
             x, y, w, h = (float(v) for v in r.bbox)
-            counts = r.rle["counts"]
             regs.append({"kind": r.kind, "x": x, "y": y, "w": w, "h": h, "area": int(r.area),
-                         "rle_counts": counts.decode("ascii") if isinstance(counts, bytes) else counts,
+                         "rle_counts": counts_str(r.rle["counts"]),
                          "rle_h": int(r.rle["size"][0]), "rle_w": int(r.rle["size"][1]),
                          "predicted_iou": None if r.predicted_iou is None else float(r.predicted_iou),
                          "stability_score": None if r.stability_score is None else float(r.stability_score),
-                         "embedding": vec.tobytes()})
+                         "embedding": blob})
     return {"path": path, "sha256": sha256, "status": "failed" if error is not None else "indexed", "error": error,
             "width": width, "height": height, "pipeline_key": pipeline_key, "regions": regs}
 
@@ -134,18 +131,17 @@ def read_shard(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
 
 def row_to_result(row: dict[str, Any], dim: int) -> Any:
-    """An ``indexed`` shard row -> :class:`regionsearch.datadir.ImageResult` (float32 embeddings)."""
-    from regionsearch.datadir import ImageResult
-
+    """An ``indexed`` shard row -> :class:`regionsearch.types.ImageResult` (float32 embeddings)."""
     regs = row["regions"] or []
     regions = [Region(bbox=(r["x"], r["y"], r["w"], r["h"]), area=int(r["area"]),
                       rle={"size": [int(r["rle_h"]), int(r["rle_w"])], "counts": r["rle_counts"]},
                       predicted_iou=r["predicted_iou"], stability_score=r["stability_score"], kind=r["kind"])
                for r in regs]
     if regs:
-        emb = np.frombuffer(b"".join(r["embedding"] for r in regs), "<f2").astype(np.float32).reshape(len(regs), -1)
-        if emb.shape[1] != dim:
-            raise StoreError(f"a shard row of {row['path']} has {emb.shape[1]}-d embeddings, the data dir needs {dim}")
+        if any(len(r["embedding"]) != 2 * dim for r in regs):
+            raise StoreError(f"a shard row of {row['path']} has embeddings of another dimension; the data dir "
+                             f"needs {dim}")
+        emb = decode_vectors([r["embedding"] for r in regs], dim, normalise=False)
     else:
         emb = np.zeros((0, dim), np.float32)
     return ImageResult(path=row["path"], sha256=row["sha256"], width=int(row["width"]), height=int(row["height"]),

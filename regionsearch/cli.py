@@ -16,6 +16,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from .errors import RegionSearchError
+from .manifest import DEFAULT_DATA_DIR, default_data_dir
 
 app = typer.Typer(
     name="regionsearch",
@@ -36,7 +37,7 @@ ConfigOpt = Annotated[Optional[str], typer.Option(
     "--config", "-c", help="Preset name (default, tiny, gpu; see configs/) or a YAML file. Env: REGIONSEARCH_CONFIG.")]
 DataDirOpt = Annotated[Optional[str], typer.Option(
     "--data-dir", "-d", help="Data directory (SQLite + FAISS + manifest). Env: REGIONSEARCH_DATA_DIR. "
-    "Default: ./regionsearch-data")]
+    f"Default: {DEFAULT_DATA_DIR}")]
 DbOpt = Annotated[Optional[str], typer.Option(
     "--db", help="Metadata database URL instead of the SQLite file in the data directory, e.g. "
     "postgresql+psycopg://user@host/db. Env: REGIONSEARCH_DB.")]
@@ -52,11 +53,18 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def _compose() -> None:
+    """The CLI is the composition root: it wires the applications built on the library into it
+    (importing ``indexer`` registers the indexing runners the engine looks up by name)."""
+    import indexer  # noqa: F401
+
+
 def _engine(config: str | None, data_dir: str | None, db: str | None, device: str | None,
             create: bool = True, vectors: str | None = None, readonly: bool = False, **overrides: Any) -> Any:
     from .config import load_config
     from .engine import Engine
 
+    _compose()
     over: dict[str, Any] = {}
     dev = device or _STATE.get("device")
     if dev:
@@ -164,7 +172,7 @@ def index(
 @app.command()
 def search(
     text: Annotated[str, typer.Argument(help="What to look for, e.g. \"red car\".")],
-    k: Annotated[int, typer.Option("-k", "--k", help="Number of hits.")] = 10,
+    k: Annotated[int, typer.Option("-k", "--k", help="Number of hits: 1 to the config's search.max_k (1000 by default; the API accepts the same).")] = 10,
     as_json: JsonOpt = False,
     per_image: Annotated[Optional[int], typer.Option("--per-image", help="At most N hits per image.")] = None,
     path_prefix: Annotated[Optional[str], typer.Option("--path-prefix", help="Only images whose path starts with P.")] = None,
@@ -402,7 +410,8 @@ def eval_(
     except ValueError:
         _fail(f"--k must be comma-separated integers, got {k!r}")
     tmpl = load_templates(templates)
-    base_dir = Path(data_dir or _STATE.get("data_dir") or os.environ.get("REGIONSEARCH_DATA_DIR") or "./regionsearch-data")
+    _compose()
+    base_dir = Path(data_dir or _STATE.get("data_dir") or default_data_dir())
     out_dir = out or (base_dir / "eval")
     over: dict[str, Any] = {"device": device or _STATE.get("device")} if (device or _STATE.get("device")) else {}
     cfg_name = config or _STATE.get("config")
@@ -478,17 +487,23 @@ def demo(
     """
     from .demo import run_demo
 
+    _compose()
     run_demo(data_dir=data_dir or _STATE.get("data_dir"), serve=serve_after, port=port,
-             config=config or _STATE.get("config"))
+             config=config or _STATE.get("config"), echo=typer.echo)
+
+
+#: third-party modules whose deprecation warnings the CLI hides
+_CHATTY_MODULES = r"(sam2|torch|torchvision|timm|open_clip|huggingface_hub|transformers|hydra|iopath)(\.|$)"
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: domain errors become one line on stderr and exit code 2."""
     import warnings
 
-    # third-party deprecation chatter (torch.jit in sam2, ...) is not for end users
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    # third-party deprecation chatter (torch.jit in sam2, ...) is not for end users; warnings of
+    # this project and of other libraries still show
+    for category in (FutureWarning, DeprecationWarning):
+        warnings.filterwarnings("ignore", category=category, module=_CHATTY_MODULES)
     try:
         app(args=argv, standalone_mode=True)
     except RegionSearchError as exc:

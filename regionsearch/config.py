@@ -135,10 +135,13 @@ class EmbedConfig:
 @dataclass(frozen=True)
 class IndexConfig:
     """Vector index: ``factory`` is ``auto`` (flat -> HNSW -> IVF-PQ by size) or a faiss
-    factory string such as ``HNSW32,Flat``."""
+    factory string such as ``HNSW32,Flat``. A writing data dir saves the index and manifest after
+    ``save_every`` new or removed regions (or a 5 % growth of the index, whichever is larger) or
+    ``save_interval_s`` seconds with something unsaved."""
 
     factory: str = "auto"
-    save_every: int = 256
+    save_every: int = 4096
+    save_interval_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -156,6 +159,13 @@ class IngestConfig:
 
 @dataclass(frozen=True)
 class SearchConfig:
+    """Query path (:func:`regionsearch.search.search`): ``max_k`` is the largest number of hits one
+    query may ask for, the same for the CLI (``-k``) and the API (``k``); ``max_text_chars`` the
+    longest query text; ``oversample`` x k candidates are fetched from the vector index before
+    filters."""
+
+    max_k: int | None = 1000
+    max_text_chars: int = 1000
     oversample: int = 4
     text_cache_size: int = 1024
     #: regions before scenes: see regionsearch.search.search_vector (null: off)
@@ -210,9 +220,6 @@ class Config:
             raise UnknownNameError("mask generator", self.segment.generator, GENERATORS)
         if self.search.text_dtype not in TEXT_DTYPES:
             raise UnknownNameError("text tower dtype", self.search.text_dtype, TEXT_DTYPES)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
     def pipeline_key(self) -> str:
         """A short hash of everything that changes the stored regions or vectors of an image.

@@ -7,12 +7,14 @@ shapes-world corpus.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import os
 from pathlib import Path
+from typing import Callable, Iterator
 
 from .config import load_config
 from .errors import HubUnreachableError, MissingDependencyError, RegionSearchError
+from .manifest import default_data_dir
 
 log = logging.getLogger(__name__)
 
@@ -55,33 +57,55 @@ def write_shapes_corpus(folder: Path, n: int = 24, seed: int = 7) -> list[Path]:
     return out
 
 
-def _real_models_reachable(config_name: str | None) -> bool:
+def _real_models_reachable(config_name: str | None, echo: Callable[[str], None]) -> bool:
     """True when the default models are cached locally or the hub can be reached (then they are
     downloaded now); False, with one line saying so, when they cannot be had."""
     from .models.clip import load_clip
-    from .models.hub import hub_reachable
     from .models.sam import resolve_sam_source
 
     cfg = load_config(config_name)
     try:
-        if not hub_reachable():
-            import huggingface_hub.constants as hf_constants
-
-            hf_constants.HF_HUB_OFFLINE = True  # cached weights still load; no slow retries
         resolve_sam_source(cfg.models.sam)
         load_clip(cfg.models.clip, cfg.device)
         return True
     except HubUnreachableError:
-        print("The Hugging Face hub cannot be reached and the default models are not cached; running "
-              "the demo offline with --config tiny on a generated shapes corpus.", flush=True)
+        echo("The Hugging Face hub cannot be reached and the default models are not cached; running "
+             "the demo offline with --config tiny on a generated shapes corpus.")
         return False
 
 
-def run_demo(data_dir: str | None = None, serve: bool = True, port: int = 8000, config: str | None = None) -> None:
+@contextlib.contextmanager
+def _hub_offline_if_unreachable() -> Iterator[None]:
+    """While the demo runs, an unreachable hub is treated as offline (cached weights still load, no
+    slow retries); huggingface_hub's setting is restored afterwards."""
+    from .models.hub import hub_reachable
+
+    if hub_reachable():
+        yield
+        return
+    import huggingface_hub.constants as hf_constants
+
+    before = hf_constants.HF_HUB_OFFLINE
+    hf_constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        hf_constants.HF_HUB_OFFLINE = before
+
+
+def run_demo(data_dir: str | None = None, serve: bool = True, port: int = 8000, config: str | None = None,
+             echo: Callable[[str], None] = lambda line: None) -> None:
+    """Index the demo corpus, print (with ``echo``, one line per call) the best regions for a few
+    queries, then serve the API. Called by the CLI's ``demo`` command."""
+    with _hub_offline_if_unreachable() if config is None else contextlib.nullcontext():
+        _run_demo(data_dir, serve, port, config, echo)
+
+
+def _run_demo(data_dir: str | None, serve: bool, port: int, config: str | None, echo: Callable[[str], None]) -> None:
     from .engine import Engine
 
-    base = Path(data_dir or os.environ.get("REGIONSEARCH_DATA_DIR") or "./regionsearch-data")
-    if config is None and not _real_models_reachable(None):
+    base = Path(data_dir or default_data_dir())
+    if config is None and not _real_models_reachable(None, echo):
         config = "tiny"
     cfg = load_config(config)
     if cfg.name == "tiny":
@@ -89,26 +113,26 @@ def run_demo(data_dir: str | None = None, serve: bool = True, port: int = 8000, 
         base = base.parent / (base.name + "-tiny")
     else:
         corpus, queries = write_sample_photos(base.parent / (base.name + "-corpus")), PHOTO_QUERIES
-    print(f"indexing {len(corpus)} images from {corpus[0].parent} into {base} (config {cfg.name})", flush=True)
+    echo(f"indexing {len(corpus)} images from {corpus[0].parent} into {base} (config {cfg.name})")
     with Engine(cfg, base) as eng:
         report = eng.index([str(corpus[0].parent)])
-        print(f"{report.indexed} indexed, {report.unchanged} unchanged, {report.regions} regions, "
-              f"{report.seconds:.1f} s", flush=True)
+        echo(f"{report.indexed} indexed, {report.unchanged} unchanged, {report.regions} regions, "
+             f"{report.seconds:.1f} s")
         for q in queries:
-            print(f"\n{q!r}:")
+            echo(f"\n{q!r}:")
             try:
                 hits = eng.search(q, k=3)
             except RegionSearchError as exc:
-                print(f"  error: {exc}")
+                echo(f"  error: {exc}")
                 continue
             for h in hits:
                 x, y, w, hh = h.bbox
-                print(f"  {h.score:.3f}  {Path(h.image_path).name}  box x={x:.0f} y={y:.0f} w={w:.0f} h={hh:.0f}")
+                echo(f"  {h.score:.3f}  {Path(h.image_path).name}  box x={x:.0f} y={y:.0f} w={w:.0f} h={hh:.0f}")
     if serve:
         try:
             from api.app import run_server
         except ImportError:
-            print("\n(the API service is not part of this installation yet; skipping `serve`)")
+            echo("\n(the API service is not part of this installation yet; skipping `serve`)")
             return
-        print(f"\nserving on http://127.0.0.1:{port}/ (Ctrl-C to stop)", flush=True)
+        echo(f"\nserving on http://127.0.0.1:{port}/ (Ctrl-C to stop)")
         run_server(host="127.0.0.1", port=port, config=config, data_dir=str(base), db=None, device=None)

@@ -1,4 +1,9 @@
-"""The engine: one data directory + one pipeline, shared by the CLI and the API."""
+"""The engine: one data directory + one pipeline, shared by the CLI and the API.
+
+It opens the data dir lazily with the pipeline's manifest and the config's index settings, runs
+an indexing runner by name (registered in :mod:`regionsearch.runners`; the engine never imports
+``indexer``) and answers queries through :func:`regionsearch.search.search`.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +14,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .config import Config, load_config
-from .errors import InvalidRequestError, NotFoundError
+from .config import Config
+from .datadir import DataDir
+from .manifest import default_data_dir
 from .pipeline import Pipeline
-from .search import SearchFilters, search_vector
+from .runners import get_runner
+from .search import Query, SearchFilters, search
 from .types import SearchHit
-
-DEFAULT_DATA_DIR = "./regionsearch-data"
-MAX_TEXT_CHARS = 1000
-
-
-def default_data_dir() -> str:
-    return os.environ.get("REGIONSEARCH_DATA_DIR") or DEFAULT_DATA_DIR
 
 
 class Engine:
@@ -40,25 +40,30 @@ class Engine:
         self.readonly = readonly
         self.vectors_url = vectors_url or os.environ.get("REGIONSEARCH_VECTORS") or None
         self._create = create
-        self._datadir: Any = None
+        self._datadir: DataDir | None = None
         self._lock = threading.Lock()
 
-    @classmethod
-    def from_names(cls, config: str | None = None, data_dir: str | None = None,
-                   db_url: str | None = None, **kw: Any) -> "Engine":
-        return cls(load_config(config), data_dir, db_url, **kw)
+    def open_datadir(self, readonly: bool | None = None) -> DataDir:
+        """A new handle on this engine's data dir (the caller closes it); ``readonly`` defaults to
+        the engine's. A writer gets the pipeline's manifest (created if needed)."""
+        ro = self.readonly if readonly is None else readonly
+        manifest = self.pipeline.manifest() if (self._create or readonly is False) else None
+        idx = self.config.index
+        return DataDir.open(self.data_dir, manifest=manifest, db_url=self.db_url, index_factory=idx.factory,
+                            readonly=ro, save_every=idx.save_every, save_interval_s=idx.save_interval_s,
+                            vectors_url=self.vectors_url)
 
     @property
-    def datadir(self) -> Any:
+    def datadir(self) -> DataDir:
         with self._lock:
             if self._datadir is None:
-                from .datadir import DataDir
-
-                manifest = self.pipeline.manifest() if self._create else None
-                self._datadir = DataDir.open(self.data_dir, manifest=manifest, db_url=self.db_url,
-                                             index_factory=self.config.index.factory, readonly=self.readonly,
-                                             vectors_url=self.vectors_url)
+                self._datadir = self.open_datadir()
             return self._datadir
+
+    @property
+    def is_open(self) -> bool:
+        """Whether :attr:`datadir` has been opened (without opening it)."""
+        return self._datadir is not None
 
     def close(self) -> None:
         with self._lock:
@@ -75,62 +80,26 @@ class Engine:
     # -- indexing ---------------------------------------------------------------------------
     def index(self, paths: Sequence[str], progress: bool = True, workers: int | None = None,
               runner: str = "local", ray_address: str | None = None) -> Any:
-        """Index ``paths``; ``runner`` is ``local`` (this process) or ``ray`` (Ray Data, on the cluster
-        at ``ray_address``, e.g. ``auto``; a local Ray instance when None)."""
-        if runner == "ray":
-            from indexer.ray_runner import run_ray
-
-            return run_ray(paths, self.config, self.datadir, self.pipeline, progress=progress, address=ray_address)
-        if runner != "local":
-            from .errors import UnknownNameError
-
-            raise UnknownNameError("runner", runner, ["local", "ray"])
-        from indexer.local import run_local
-
-        return run_local(paths, self.config, self.datadir, self.pipeline, progress=progress, workers=workers)
+        """Index ``paths`` with the runner registered as ``runner``: ``local`` (this process) or
+        ``ray`` (Ray Data, on the cluster at ``ray_address``, e.g. ``auto``; a local Ray instance
+        when None)."""
+        run = get_runner(runner)
+        return run(paths, self.config, self.datadir, self.pipeline, progress=progress, workers=workers,
+                   ray_address=ray_address)
 
     # -- queries ----------------------------------------------------------------------------
-    @staticmethod
-    def check_text(text: str) -> str:
-        """The stripped query text; empty or longer than ``MAX_TEXT_CHARS`` is an error."""
-        text = (text or "").strip()
-        if not text:
-            raise InvalidRequestError("the query text is empty")
-        if len(text) > MAX_TEXT_CHARS:
-            raise InvalidRequestError(f"the query text is longer than {MAX_TEXT_CHARS} characters")
-        return text
-
-    def text_vector(self, text: str) -> np.ndarray:
-        return self.pipeline.embedder.embed_texts([self.check_text(text)])[0]
+    def query(self, query: Query, k: int = 10, filters: SearchFilters | None = None) -> list[SearchHit]:
+        """Ranked hits of ``query`` (text, image, region id or vector) in this data dir."""
+        return search(self.datadir, query, k, filters, encoder=self.pipeline, config=self.config.search)
 
     def search(self, text: str, k: int = 10, filters: SearchFilters | None = None) -> list[SearchHit]:
-        """Regions best matching ``text`` (cosine similarity of CLIP embeddings); a relational
-        text ("X left of Y") goes to :func:`regionsearch.scene.relational.relational_search`."""
-        from .scene.query import parse_relational
-
-        rel = parse_relational(self.check_text(text))
-        if rel is not None:
-            from .scene.relational import relational_search
-
-            return relational_search(self.datadir, self.text_vector, rel, k, filters, self.config.search.oversample)
-        q = self.text_vector(text)
-        return search_vector(self.datadir, q, k, filters, self.config.search.oversample,
-                             whole_margin=self.config.search.whole_margin)
+        """Regions best matching ``text`` (cosine similarity of CLIP embeddings)."""
+        return self.query(Query(text=text), k, filters)
 
     def search_image(self, image: np.ndarray, k: int = 10, filters: SearchFilters | None = None) -> list[SearchHit]:
         """Regions similar to a whole query image (or crop), ``HWC uint8 RGB``."""
-        from .embed.crops import square_resize, _fill_colour
-
-        emb = self.pipeline.embedder
-        crop = square_resize(image, emb.image_size, _fill_colour(emb.bundle.mean))
-        q = emb.embed_images([crop])[0]
-        return search_vector(self.datadir, q, k, filters, self.config.search.oversample,
-                             whole_margin=self.config.search.whole_margin)
+        return self.query(Query(image=image), k, filters)
 
     def similar(self, region_id: int, k: int = 10, filters: SearchFilters | None = None) -> list[SearchHit]:
         """Regions similar to an indexed region (itself excluded)."""
-        vec = self.datadir.region_embedding(region_id)
-        if vec is None:
-            raise NotFoundError(f"region {region_id} does not exist")
-        return search_vector(self.datadir, vec, k, filters, self.config.search.oversample, exclude=[region_id],
-                             whole_margin=self.config.search.whole_margin)
+        return self.query(Query(region_id=region_id), k, filters)

@@ -73,3 +73,13 @@ class IndexMismatchError(RegionSearchError):
 
 class StoreError(RegionSearchError):
     """The metadata store or vector index is unusable or inconsistent."""
+
+
+class DataDirBusyError(StoreError):
+    """Another process holds the data directory's writer lock."""
+
+    http_status = 409
+
+
+class ImageTooLargeError(InvalidImageError):
+    """An image exceeds the configured pixel or byte limit (the API answers 413 for uploads)."""

@@ -19,7 +19,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from .errors import InvalidImageError
+from .errors import ImageTooLargeError, InvalidImageError
 
 _FS_PREFIX = "fsenc:"
 
@@ -79,7 +79,7 @@ def read_file_bytes(path: str, max_bytes: int) -> bytes:
     if st.st_size == 0:
         raise InvalidImageError("empty file (0 bytes)")
     if st.st_size > max_bytes:
-        raise InvalidImageError(f"file too large ({st.st_size} bytes > limit {max_bytes})")
+        raise ImageTooLargeError(f"file too large ({st.st_size} bytes > limit {max_bytes})")
     try:
         with open(path, "rb") as fh:
             return fh.read()
@@ -97,7 +97,7 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
             img = Image.open(io.BytesIO(data))
             width, height = img.size
             if width * height > max_pixels:
-                raise InvalidImageError(
+                raise ImageTooLargeError(
                     f"image too large ({width}x{height} = {width * height} pixels > limit {max_pixels}; "
                     f"possible decompression bomb)"
                 )
@@ -111,7 +111,7 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
     except UnidentifiedImageError as exc:
         raise InvalidImageError("not an image (unrecognised format)") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise InvalidImageError(f"image too large (decompression bomb): {exc}") from exc
+        raise ImageTooLargeError(f"image too large (decompression bomb): {exc}") from exc
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct_error()) as exc:
         reason = str(exc) or exc.__class__.__name__
         if "truncated" in reason.lower() or isinstance(exc, EOFError):

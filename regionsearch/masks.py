@@ -20,14 +20,21 @@ def _mask_utils() -> Any:
     return mask_utils
 
 
+def counts_str(counts: Any) -> Any:
+    """COCO RLE counts as ``str`` (pycocotools gives ``bytes``); other values are returned unchanged."""
+    return counts.decode("ascii") if isinstance(counts, bytes) else counts
+
+
+def rle_json(rle: Any) -> RLE:
+    """A COCO RLE mapping as the project's JSON shape ``{"size": [h, w], "counts": str}``."""
+    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": counts_str(rle["counts"])}
+
+
 def encode_rle(mask: np.ndarray) -> RLE:
     """Encode a ``(H, W)`` boolean mask as COCO RLE with ``str`` counts."""
     if mask.ndim != 2:
         raise ValueError(f"mask must be 2-D (H, W), got shape {mask.shape}")
-    rle = _mask_utils().encode(np.asfortranarray(mask.astype(np.uint8)))
-    counts = rle["counts"]
-    return {"size": [int(rle["size"][0]), int(rle["size"][1])],
-            "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
+    return rle_json(_mask_utils().encode(np.asfortranarray(mask.astype(np.uint8))))
 
 
 def _to_coco(rle: RLE) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,7 +26,6 @@ class StageTimes:
     segment: float = 0.0
     embed: float = 0.0
     write: float = 0.0
-    extra: dict[str, float] = field(default_factory=dict)
 
     def add(self, other: "StageTimes") -> None:
         self.decode += other.decode
@@ -89,6 +88,22 @@ class Pipeline:
                                               text_dtype=self.config.search.text_dtype)
             return self._embedder
 
+    @property
+    def embedder_loaded(self) -> bool:
+        """Whether the CLIP model is loaded (without loading it)."""
+        return self._embedder is not None
+
+    def encode_text(self, text: str) -> np.ndarray:
+        """A query text's embedding (float32 ``(dim,)``, L2-normalised)."""
+        return self.embedder.embed_texts([text])[0]
+
+    def encode_image(self, image: np.ndarray) -> np.ndarray:
+        """A whole query image's (or crop's) embedding, ``HWC uint8 RGB`` in, float32 ``(dim,)`` out."""
+        from .embed.crops import _fill_colour, square_resize
+
+        emb = self.embedder
+        return emb.embed_images([square_resize(image, emb.image_size, _fill_colour(emb.bundle.mean))])[0]
+
     def crops(self, image: np.ndarray, regions: list[Region]) -> list[np.ndarray]:
         from .embed.crops import region_crop
 
@@ -115,7 +130,7 @@ class Pipeline:
 
     def manifest(self) -> Any:
         """The data-directory manifest describing this pipeline."""
-        from .datadir import Manifest
+        from .manifest import Manifest
 
         clip = self.config.models.clip
         return Manifest(

@@ -1,16 +1,31 @@
-"""Query -> ranked regions: vector top-k x oversample -> one SQL fetch -> filters -> hits."""
+"""The one query path: a query (text, image, region id or vector) plus filters -> ranked hits.
+
+:func:`search` is what every caller uses: the CLI and the engine, the API's ``/v1/search``,
+``/v1/search/image`` and ``/v1/regions/{id}/similar`` (the web page calls these), the
+``/v1/segment/text`` route (over one image's regions, :class:`RegionSet`) and the evaluation
+harness. It validates the query once (:func:`check_text`, :func:`check_k`, the filters), turns it
+into a vector and ranks with :func:`search_vector`: vector top ``k`` x ``oversample`` -> one SQL
+fetch -> filters -> regions-before-scenes -> per-image cap -> hits.
+
+A *source* is anything with ``index`` (only its ``len`` is read), ``search_vectors(q, k,
+**filters)``, ``fetch_regions(ids, path_prefix=...)`` and, for region queries,
+``region_embedding(id)``: a :class:`~regionsearch.datadir.DataDir` or a :class:`RegionSet`.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 
+from .config import SearchConfig
 from .errors import InvalidRequestError
-from .types import SearchHit
+from .scene.query import parse_relational
+from .types import Region, RegionRecord, SearchHit
 
-MAX_K = 1000
+#: the default largest ``k`` (``search.max_k`` of the config), the same for CLI and API
+MAX_K = SearchConfig().max_k
 #: a whole-image hit is dropped when a mask region of the same image is among the candidates
 #: with a score at least ``whole score - WHOLE_MARGIN`` (see :func:`search_vector`)
 WHOLE_MARGIN = 0.05
@@ -58,7 +73,7 @@ def _passes(row: Any, score: float, f: SearchFilters) -> bool:
 
 def search_vector(datadir: Any, query: np.ndarray, k: int = 10, filters: SearchFilters | None = None,
                   oversample: int = 4, exclude: Sequence[int] = (),
-                  whole_margin: float | None = WHOLE_MARGIN) -> list[SearchHit]:
+                  whole_margin: float | None = WHOLE_MARGIN, max_k: int | None = MAX_K) -> list[SearchHit]:
     """Top ``k`` regions for one L2-normalised query vector, after filters.
 
     Fetches ``k * oversample`` candidates, and more (x4 each round) while filters leave fewer
@@ -72,14 +87,18 @@ def search_vector(datadir: Any, query: np.ndarray, k: int = 10, filters: SearchF
     without it, 4 of the 150 top-5 hits were whole images of a scene dominated by the queried
     object, ranked above that object's own mask.
     """
-    if not 1 <= k <= MAX_K:
-        raise InvalidRequestError(f"k must be between 1 and {MAX_K}, got {k}")
+    check_k(k, max_k)
     f = filters or SearchFilters()
     f.validate()
     q = np.asarray(query, dtype=np.float32).reshape(1, -1)
     total = max(1, len(datadir.index))
     want = min(total, max(k * max(1, oversample), k) + len(exclude))
     excluded = set(int(i) for i in exclude)
+    return _rank(datadir, q, k, f, want, total, excluded, whole_margin)
+
+
+def _rank(datadir: Any, q: np.ndarray, k: int, f: SearchFilters, want: int, total: int, excluded: set[int],
+          whole_margin: float | None) -> list[SearchHit]:
     # filters a vector store may apply itself (Milvus); rows are still checked below
     pushdown = {"path_prefix": f.path_prefix, "kinds": f.kinds,
                 "min_area": int(np.ceil(f.min_area)) if f.min_area is not None and f.min_area > 1 else None}
@@ -112,3 +131,105 @@ def search_vector(datadir: Any, query: np.ndarray, k: int = 10, filters: SearchF
         if exhausted:
             return hits
         want = min(total, want * 4)
+
+
+def check_k(k: int, max_k: int | None) -> int:
+    """``k`` if it is between 1 and ``max_k`` (None: no upper bound), else :class:`InvalidRequestError`."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1 or (max_k is not None and k > max_k):
+        raise InvalidRequestError(f"k must be between 1 and {max_k}, got {k}" if max_k is not None
+                                  else f"k must be at least 1, got {k}")
+    return int(k)
+
+
+def check_text(text: str | None, max_chars: int) -> str:
+    """The query text stripped; :class:`InvalidRequestError` when empty or longer than ``max_chars``."""
+    text = (text or "").strip()
+    if not text:
+        raise InvalidRequestError("the query text is empty")
+    if len(text) > max_chars:
+        raise InvalidRequestError(f"the query text is longer than {max_chars} characters")
+    return text
+
+
+class QueryEncoder(Protocol):
+    """Turns a text or an image into a query vector (float32 ``(dim,)``, L2-normalised)."""
+
+    def encode_text(self, text: str) -> np.ndarray: ...
+
+    def encode_image(self, image: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class Query:
+    """What to search for: exactly one of ``text``, ``image`` (``HWC uint8 RGB``), ``region_id``
+    (an indexed region; it is excluded from its own hits) or ``vector`` (float32 ``(dim,)``,
+    L2-normalised)."""
+
+    text: str | None = None
+    image: np.ndarray | None = None
+    region_id: int | None = None
+    vector: np.ndarray | None = None
+
+
+def search(source: Any, query: Query, k: int = 10, filters: SearchFilters | None = None, *,
+           encoder: QueryEncoder | None = None, config: SearchConfig = SearchConfig(),
+           max_k: int | None = None, max_text_chars: int | None = None) -> list[SearchHit]:
+    """The ranked hits of ``query`` in ``source`` (see the module doc). ``max_k``/``max_text_chars``
+    default to the config's (an API may set lower ones); ``encoder`` is needed for text and image
+    queries."""
+    given = [v is not None for v in (query.text, query.image, query.region_id, query.vector)]
+    if sum(given) != 1:
+        raise InvalidRequestError("give exactly one of: text, image, region id, vector")
+    k = check_k(k, config.max_k if max_k is None else max_k)
+    exclude: tuple[int, ...] = ()
+    if query.text is not None:
+        text = check_text(query.text, config.max_text_chars if max_text_chars is None else max_text_chars)
+        rel = parse_relational(text) if hasattr(source, "regions_of_image") else None
+        if rel is not None:  # "X left of Y": regionsearch.scene.relational (a RegionSet ranks plainly)
+            from .scene.relational import relational_search
+
+            f = filters or SearchFilters()
+            f.validate()
+            return relational_search(source, _need(encoder).encode_text, rel, k, f, config.oversample, search_vector)
+        q = _need(encoder).encode_text(text)
+    elif query.image is not None:
+        q = _need(encoder).encode_image(query.image)
+    elif query.region_id is not None:
+        q, exclude = source.region_embedding(query.region_id), (int(query.region_id),)
+    else:
+        q = np.asarray(query.vector, np.float32)
+    return search_vector(source, q, k, filters, config.oversample, exclude=exclude,
+                         whole_margin=config.whole_margin, max_k=None)
+
+
+def _need(encoder: QueryEncoder | None) -> QueryEncoder:
+    if encoder is None:
+        raise InvalidRequestError("text and image queries need a query encoder (the CLIP model)")
+    return encoder
+
+
+class RegionSet:
+    """Regions held in memory (e.g. one image's automatic masks) as a search source: ids are
+    positions in ``regions``; ``vectors`` is float32 ``(n, dim)``, L2-normalised."""
+
+    def __init__(self, regions: Sequence[Region], vectors: np.ndarray, width: int, height: int):
+        self.regions = list(regions)
+        self.vectors = np.asarray(vectors, np.float32).reshape(len(self.regions), -1)
+        #: ``search_vector`` reads only ``len(source.index)``
+        self.index = self.vectors
+        self.width, self.height = width, height
+
+    def search_vectors(self, q: np.ndarray, k: int, **filters: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top ``k`` by inner product (ties keep region order); filters are left to the caller."""
+        scores = (self.vectors @ np.asarray(q, np.float32).reshape(-1)) if len(self.regions) else np.zeros(0)
+        order = np.argsort(-scores, kind="stable")[:k]
+        return scores[order][None, :].astype(np.float32), order[None, :].astype(np.int64)
+
+    def fetch_regions(self, ids: Sequence[int], **filters: Any) -> list[RegionRecord]:
+        return [self.record(int(i)) for i in ids]
+
+    def record(self, i: int) -> RegionRecord:
+        r = self.regions[i]
+        return RegionRecord(region_id=i, image_id=0, image_path="", bbox=tuple(r.bbox), area=int(r.area), rle=r.rle,
+                            predicted_iou=r.predicted_iou, stability_score=r.stability_score, kind=r.kind,
+                            image_width=self.width, image_height=self.height)

@@ -10,8 +10,11 @@ Conventions used throughout the project:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    import numpy as np
 
 RegionKind = Literal["mask", "whole"]
 
@@ -60,40 +63,88 @@ class ImageRecord:
     pipeline_key: str | None = None
 
 
+@dataclass
+class ImageResult:
+    """Everything the pipeline produced for one image, ready for one commit: ``path`` as stored
+    (see ``imageio.path_to_db``), ``embeddings`` float32 ``(len(regions), dim)``, L2-normalised, row
+    ``i`` belongs to ``regions[i]``; ``file_size`` in bytes and ``file_mtime`` in seconds since the
+    epoch, of the file when it was read (None when unknown)."""
+
+    path: str
+    sha256: str
+    width: int
+    height: int
+    pipeline_key: str
+    regions: list[Region]
+    embeddings: "np.ndarray"
+    file_size: int | None = None
+    file_mtime: float | None = None
+
+
 @dataclass(frozen=True)
-class SearchHit:
-    """One ranked search result; :meth:`to_json` is the contract shared by the CLI and the API.
+class RegionRecord:
+    """One stored region joined with its image: the one region type from the store to the API
+    (``GET /v1/regions/{id}`` is :meth:`to_json`; a search hit is one plus its score).
+
+    ``bbox`` is XYWH pixels, ``rle`` is COCO RLE ``{"size": [h, w], "counts": str}``,
+    ``image_width``/``image_height`` are the image's size in pixels.
+    """
+
+    region_id: int
+    image_id: int
+    image_path: str
+    bbox: tuple[float, float, float, float]
+    area: int
+    rle: dict[str, Any]
+    predicted_iou: float | None
+    stability_score: float | None
+    kind: RegionKind
+    image_width: int | None
+    image_height: int | None
+
+    def to_hit(self, score: float) -> "SearchHit":
+        return SearchHit(**{f.name: getattr(self, f.name) for f in fields(RegionRecord)}, score=float(score))
+
+    def to_json(self) -> dict[str, Any]:
+        """The API's region schema (``RegionOut``); ``mask`` is the COCO RLE."""
+        return {
+            "region_id": self.region_id,
+            "image_id": self.image_id,
+            "image_path": self.image_path,
+            "bbox": [float(v) for v in self.bbox],
+            "area": int(self.area),
+            "mask": {"size": list(self.rle["size"]), "counts": self.rle["counts"]},
+            "predicted_iou": self.predicted_iou,
+            "stability_score": self.stability_score,
+            "kind": self.kind,
+            "image_width": self.image_width,
+            "image_height": self.image_height,
+        }
+
+
+@dataclass(frozen=True)
+class SearchHit(RegionRecord):
+    """One ranked search result: a region record and its similarity ``score`` (cosine, higher is
+    better); :meth:`to_json` is the hit schema shared by the CLI and the API.
 
     ``relation`` is set by relational queries only: ``{"predicate", "object": {"region_id",
     "bbox", "score"}}`` (plus ``"scene": true`` when the object is the whole image); the JSON
     of other hits has no ``relation`` key.
     """
 
-    region_id: int
-    image_id: int
-    image_path: str
     score: float
-    bbox: tuple[float, float, float, float]
-    area: int
-    mask: dict[str, Any]
-    predicted_iou: float | None
-    stability_score: float | None
-    kind: RegionKind
     relation: dict[str, Any] | None = None
 
+    @property
+    def mask(self) -> dict[str, Any]:
+        """The region's COCO RLE (the hit schema's name for it)."""
+        return self.rle
+
     def to_json(self) -> dict[str, Any]:
-        doc = {
-            "region_id": self.region_id,
-            "image_id": self.image_id,
-            "image_path": self.image_path,
-            "score": float(self.score),
-            "bbox": [float(v) for v in self.bbox],
-            "area": int(self.area),
-            "mask": {"size": list(self.mask["size"]), "counts": self.mask["counts"]},
-            "predicted_iou": self.predicted_iou,
-            "stability_score": self.stability_score,
-            "kind": self.kind,
-        }
+        region = super().to_json()
+        head = {k: region.pop(k) for k in ("region_id", "image_id", "image_path")}
+        del region["image_width"], region["image_height"]
+        doc = head | {"score": float(self.score)} | region
         if self.relation is not None:
             doc["relation"] = self.relation
         return doc

@@ -6,6 +6,8 @@ import os
 
 import pytest
 
+import indexer  # noqa: F401  (the test suite composes the library like the CLI: registers the indexing runners)
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 

@@ -158,9 +158,7 @@ def test_crash_recovery_sync_doctor_repair(dd_args, tmp_path):
     n, gone = dd.store.delete_paths([str(tmp_path / "0.jpg")])
     dd.store.close()
     dd._closed = True
-    from regionsearch.datadir import _release_writer_lock
-
-    _release_writer_lock(dd._lock_fd)
+    dd._writer_lock.release()
     # doctor on the raw state (readonly open does not sync) reports both problems
     with DataDir.open(root, readonly=True, db_url=url) as ro:
         rep = ro.doctor()

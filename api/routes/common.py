@@ -28,10 +28,5 @@ PNG = {200: {"content": {"image/png": {}}, "description": "PNG image"}}
 
 
 def region_json(row: Any) -> dict[str, Any]:
-    return {
-        "region_id": row.region_id, "image_id": row.image_id, "image_path": row.image_path,
-        "bbox": [float(v) for v in row.bbox], "area": int(row.area),
-        "mask": {"size": list(row.rle["size"]), "counts": row.rle["counts"]},
-        "predicted_iou": row.predicted_iou, "stability_score": row.stability_score, "kind": row.kind,
-        "image_width": row.image_width, "image_height": row.image_height,
-    }
+    """A :class:`~regionsearch.types.RegionRecord` in the ``RegionOut`` schema."""
+    return row.to_json()

@@ -34,7 +34,7 @@ def readyz(state: State) -> JSONResponse:
         index = {"error": state.open_error}
     eng = state.engine
     body = {"ready": ready,
-            "models": {"clip": bool(eng and eng.pipeline._embedder is not None), "sam": state.prompt is not None},
+            "models": {"clip": bool(eng and eng.pipeline.embedder_loaded), "sam": state.prompt is not None},
             "index": index, "writes_enabled": state.settings.writes_enabled}
     state.metrics.ready.set(1 if ready else 0)
     return JSONResponse(body, status_code=200 if ready else 503)

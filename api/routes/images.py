@@ -90,7 +90,7 @@ def delete(image_id: ImageId, state: State) -> dict:
     with state.write_lock:
         writer = state.open_writer()
         try:
-            rec = writer.get_image(image_id)
+            rec = writer.store.get_image(image_id)
             n = writer.remove_paths([rec.path])
             writer.save()
         finally:

@@ -10,10 +10,11 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from regionsearch.errors import InvalidRequestError, NotFoundError
-from regionsearch.search import SearchFilters, search_vector
+from regionsearch.search import Query as SearchQuery
+from regionsearch.search import MAX_K, SearchFilters
 
-from ..deps import State, check_k
-from ..schemas import ImageOut, RegionOut, SearchResponse
+from ..deps import State
+from ..schemas import K_DOC, ImageOut, RegionOut, SearchResponse
 from .common import PNG, ImageId, RegionId, errors, region_json
 
 router = APIRouter(prefix="/v1", tags=["regions and images"])
@@ -22,19 +23,15 @@ router = APIRouter(prefix="/v1", tags=["regions and images"])
 @router.get("/regions/{region_id}", response_model=RegionOut, responses=errors(404, 422, 503))
 def get_region(region_id: RegionId, state: State) -> dict:
     """One region: box (XYWH pixels), mask (COCO RLE), scores, its image."""
-    return region_json(state.datadir().get_region(region_id))
+    return region_json(state.datadir().store.get_region(region_id))
 
 
 @router.get("/regions/{region_id}/similar", response_model=SearchResponse, responses=errors(404, 422, 503))
 def similar(region_id: RegionId, state: State,
-            k: Annotated[int, Query(description="number of hits")] = 10,
+            k: Annotated[int, Query(le=MAX_K, description=K_DOC)] = 10,
             per_image: Annotated[Optional[int], Query(ge=1, le=1000)] = None) -> dict:
     """Regions most similar to an indexed region (itself excluded)."""
-    check_k(k, state.settings)
-    dd = state.datadir()
-    vec = dd.region_embedding(region_id)
-    hits = search_vector(dd, vec, k, SearchFilters(per_image=per_image), state.engine.config.search.oversample,
-                         exclude=[region_id], whole_margin=state.engine.config.search.whole_margin)
+    hits = state.search(state.datadir(), SearchQuery(region_id=region_id), k, SearchFilters(per_image=per_image))
     return {"query": {"kind": "region", "region_id": region_id}, "hits": [h.to_json() for h in hits]}
 
 
@@ -49,7 +46,7 @@ def region_crop(region_id: RegionId, state: State,
     from regionsearch.render import to_png
 
     dd = state.datadir()
-    row = dd.get_region(region_id)
+    row = dd.store.get_region(region_id)
     _, image = state.load_indexed_image(row.image_id)
     h, w = image.shape[:2]
     mask = decode_rle(row.rle)
@@ -82,7 +79,7 @@ def _erode(m: np.ndarray) -> np.ndarray:
 def get_image(image_id: ImageId, state: State) -> dict:
     """An image's record and all its regions (masks as COCO RLE)."""
     dd = state.datadir()
-    rec = dd.get_image(image_id)
+    rec = dd.store.get_image(image_id)
     return {"image_id": rec.id, "path": rec.path, "sha256": rec.sha256, "width": rec.width, "height": rec.height,
             "status": rec.status, "error": rec.error,
             "regions": [region_json(r) for r in dd.regions_of_image(image_id)]}
@@ -94,7 +91,7 @@ def image_file(image_id: ImageId, state: State) -> Response:
     """The original image file, as indexed (path from the database, never from the request)."""
     from regionsearch.imageio import path_from_db, read_file_bytes
 
-    rec = state.datadir().get_image(image_id)
+    rec = state.datadir().store.get_image(image_id)
     path = path_from_db(rec.path)
     try:
         data = read_file_bytes(path, state.engine.config.ingest.max_bytes)
@@ -117,7 +114,7 @@ def overlay(image_id: ImageId, state: State,
     from regionsearch.render import to_png
 
     dd = state.datadir()
-    rec = dd.get_image(image_id)
+    rec = dd.store.get_image(image_id)
     rows = dd.regions_of_image(rec.id)
     if regions:
         wanted = [int(v) for v in regions.split(",")]

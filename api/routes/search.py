@@ -7,12 +7,10 @@ from typing import Annotated, Optional
 from fastapi import APIRouter, File, Form, UploadFile
 
 from regionsearch.errors import InvalidRequestError
-from regionsearch.scene.query import parse_relational
-from regionsearch.scene.relational import relational_search
-from regionsearch.search import SearchFilters, search_vector
+from regionsearch.search import MAX_K, Query, SearchFilters
 
-from ..deps import State, check_k, check_text, decode_upload, read_upload_sync
-from ..schemas import SearchRequest, SearchResponse
+from ..deps import State, check_k, decode_upload, read_upload_sync
+from ..schemas import K_DOC, SearchRequest, SearchResponse
 from .common import errors
 
 router = APIRouter(prefix="/v1", tags=["search"])
@@ -23,27 +21,12 @@ def _filters(f) -> SearchFilters:
                          per_image=f.per_image)
 
 
-@router.post("/search", response_model=SearchResponse, response_model_exclude_unset=True,
-             responses=errors(413, 422, 503), summary="Regions best matching a text")
+@router.post("/search", response_model=SearchResponse, response_model_exclude_unset=True, responses=errors(413, 422, 503),
+             summary="Regions best matching a text")
 def search(body: SearchRequest, state: State) -> dict:
     """Ranked regions for a text query (cosine similarity of CLIP embeddings), in the CLI's JSON
-    hit schema. ``filters.min_area`` is a fraction of the image when <= 1, else pixels.
-
-    A relational text ("a red circle left of a blue square"; see the README) ranks subject
-    regions that have the relation to a region matching the object text; those hits carry
-    ``relation``."""
-    s = state.settings
-    text = check_text(body.text, s)
-    check_k(body.k, s)
-    dd = state.datadir()
-    rel = parse_relational(text)
-    if rel is not None:
-        hits = relational_search(dd, state.text_vector, rel, body.k, _filters(body.filters),
-                                 state.engine.config.search.oversample)
-        return {"query": body.text, "hits": [h.to_json() for h in hits]}
-    q = state.text_vector(text)
-    hits = search_vector(dd, q, body.k, _filters(body.filters), state.engine.config.search.oversample,
-                         whole_margin=state.engine.config.search.whole_margin)
+    hit schema. ``filters.min_area`` is a fraction of the image when <= 1, else pixels."""
+    hits = state.search(state.datadir(), Query(text=body.text), body.k, _filters(body.filters))
     return {"query": body.text, "hits": [h.to_json() for h in hits]}
 
 
@@ -62,23 +45,17 @@ def _parse_box(box: str, width: int, height: int) -> tuple[int, int, int, int]:
 def search_image(
     state: State,
     file: Annotated[UploadFile, File(description="query image (PNG, JPEG, WebP, ...)")],
-    k: Annotated[int, Form(description="number of hits")] = 10,
+    k: Annotated[int, Form(le=MAX_K, description=K_DOC)] = 10,
     box: Annotated[Optional[str], Form(max_length=200, description="optional crop 'x0,y0,x1,y1' (pixels)")] = None,
     per_image: Annotated[Optional[int], Form(ge=1, le=1000, description="at most this many hits per image")] = None,
 ) -> dict:
     s = state.settings
-    check_k(k, s)
+    check_k(k, state)
     image = decode_upload(read_upload_sync(file, s), s)
     query: dict = {"kind": "image", "width": int(image.shape[1]), "height": int(image.shape[0])}
     if box:
         x0, y0, x1, y1 = _parse_box(box, image.shape[1], image.shape[0])
         image = image[y0:y1, x0:x1]
         query["box"] = [x0, y0, x1, y1]
-    dd = state.datadir()
-    from regionsearch.embed.crops import _fill_colour, square_resize
-
-    emb = state.engine.pipeline.embedder
-    q = emb.embed_images([square_resize(image, emb.image_size, _fill_colour(emb.bundle.mean))])[0]
-    hits = search_vector(dd, q, k, SearchFilters(per_image=per_image), state.engine.config.search.oversample,
-                         whole_margin=state.engine.config.search.whole_margin)
+    hits = state.search(state.datadir(), Query(image=image), k, SearchFilters(per_image=per_image))
     return {"query": query, "hits": [h.to_json() for h in hits]}

@@ -15,7 +15,6 @@ import json
 import time
 from typing import Any
 
-import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -23,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 
 from regionsearch.errors import InvalidRequestError
+from regionsearch.search import Query, RegionSet, SearchFilters
 from regionsearch.segment.prompt import image_key
 
 from ..deps import ServiceError, ServiceState, State, check_k, check_text, decode_upload, read_upload_sync
@@ -30,6 +30,10 @@ from ..schemas import SegmentRequest, SegmentResponse, SegmentTextRequest, Segme
 from .common import errors
 
 router = APIRouter(prefix="/v1", tags=["segmentation"])
+
+#: /v1/segment/text ranks every candidate of the image by score alone: no filters, and the
+#: whole-image region is never dropped in favour of its objects (it is a candidate like the others)
+RANK_ALL = SearchFilters()
 
 
 def _body_doc(model: type[BaseModel], prompt_doc: str) -> dict[str, Any]:
@@ -90,7 +94,7 @@ def _image_handle(state: ServiceState, req: Any, data: bytes | None) -> tuple[An
         return handle, None
     if req.image_key is not None:
         return seg.handle(req.image_key), None
-    rec = state.datadir().get_image(req.image_id)
+    rec = state.datadir().store.get_image(req.image_id)
     key = state.image_keys.get((rec.id, rec.sha256))
     if key is not None and key in seg.cache:
         return seg.handle(key), rec.id
@@ -176,8 +180,8 @@ async def segment(request: Request, state: State) -> dict:
 
 def _segment_text(state: ServiceState, req: SegmentTextRequest, data: bytes | None) -> dict[str, Any]:
     t0 = time.perf_counter()
-    text = check_text(req.text, state.settings)
-    check_k(req.k, state.settings)
+    text = check_text(req.text, state)
+    check_k(req.k, state)
     image_id = None
     if data is not None:
         image = decode_upload(data, state.settings)
@@ -197,13 +201,10 @@ def _segment_text(state: ServiceState, req: SegmentTextRequest, data: bytes | No
         state.amg.put(key, cached)
     regions, vectors = cached
     t2 = time.perf_counter()
-    q = state.text_vector(text)
-    scores = vectors @ q if len(regions) else np.zeros(0, np.float32)
-    order = np.argsort(-scores, kind="stable")[: req.k]
+    candidates = RegionSet(regions, vectors, int(image.shape[1]), int(image.shape[0]))
+    hits = state.search(candidates, Query(text=text), req.k, RANK_ALL, whole_margin=None)
     t3 = time.perf_counter()
-    out = [{"score": float(scores[i]), "bbox": [float(v) for v in regions[i].bbox], "area": int(regions[i].area),
-            "mask": regions[i].rle, "predicted_iou": regions[i].predicted_iou,
-            "stability_score": regions[i].stability_score, "kind": regions[i].kind} for i in order]
+    out = [{k: v for k, v in h.to_json().items() if k not in ("region_id", "image_id", "image_path")} for h in hits]
     return {"query": text, "image_key": key, "image_id": image_id, "width": int(image.shape[1]),
             "height": int(image.shape[0]), "regions": out,
             "timings": {"image_ms": round((t1 - t0) * 1000, 3), "segment_embed_ms": round((t2 - t1) * 1000, 3),

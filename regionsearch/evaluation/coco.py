@@ -20,6 +20,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from ..errors import ConfigError, NotFoundError
+from ..masks import rle_json
 
 logger = logging.getLogger(__name__)
 
@@ -169,51 +170,9 @@ def parse_coco(data: Any, source: str = "<memory>") -> CocoDataset:
     n_box_fallback = 0
     seen_ann_ids: set[int] = set()
     for i, ann in enumerate(data["annotations"]):
-        if not isinstance(ann, Mapping):
-            raise ConfigError(f"{source}: annotation #{i} is not a JSON object")
-        ann_id = _int_field(ann, "id", f"annotation #{i}", source, default=i)
-        where = f"annotation id {ann_id}"
-        if ann_id in seen_ann_ids:
-            raise ConfigError(f"{source}: annotation id {ann_id} appears more than once")
-        seen_ann_ids.add(ann_id)
-        image_id = _int_field(ann, "image_id", where, source)
-        if image_id not in images:
-            raise ConfigError(f"{source}: {where} refers to image id {image_id}, which is not in 'images'")
-        category_id = _int_field(ann, "category_id", where, source)
-        if category_id not in cat_ids:
-            raise ConfigError(
-                f"{source}: {where} refers to category id {category_id}, which is not in 'categories'"
-            )
-        img = images[image_id]
-        iscrowd = bool(ann.get("iscrowd", 0))
-        ignore = bool(ann.get("ignore", 0))
-        rle: dict[str, Any] | None = None
-        seg = ann.get("segmentation")
-        bbox = _parse_bbox(ann.get("bbox"), where, source)
-        if has_masks:
-            if _has_segmentation(seg):
-                rle = _to_rle(seg, img, where, source)
-            elif bbox is not None:
-                rle = _box_rle(bbox, img)
-                n_box_fallback += 1
-            else:
-                raise ConfigError(f"{source}: {where} has neither a segmentation nor a bbox")
-        if bbox is None:
-            if rle is None:
-                raise ConfigError(f"{source}: {where} has no bbox in a box-only dataset")
-            bbox = tuple(float(v) for v in mask_utils.toBbox(rle))  # type: ignore[assignment]
-        area_raw = ann.get("area")
-        if area_raw is None:
-            area = float(mask_utils.area(rle)) if rle is not None else float(bbox[2] * bbox[3])
-        else:
-            try:
-                area = float(area_raw)
-            except (TypeError, ValueError) as exc:
-                raise ConfigError(f"{source}: {where} has a non-numeric area {area_raw!r}") from exc
-        per_image[image_id].append(GtInstance(
-            id=ann_id, image_id=image_id, category_id=category_id, bbox=bbox, area=area,
-            iscrowd=iscrowd, rle=rle, ignore=ignore,
-        ))
+        inst, box_fallback = _parse_annotation(i, ann, images, cat_ids, has_masks, seen_ann_ids, source)
+        per_image[inst.image_id].append(inst)
+        n_box_fallback += box_fallback
     if n_box_fallback:
         logger.warning("%s: %d annotation(s) have no segmentation; their box rectangle is used as mask",
                        source, n_box_fallback)
@@ -224,6 +183,55 @@ def parse_coco(data: Any, source: str = "<memory>") -> CocoDataset:
         has_masks=has_masks,
         source=source,
     )
+
+
+def _parse_annotation(i: int, ann: Any, images: Mapping[int, Any], cat_ids: set[int], has_masks: bool,
+                      seen_ann_ids: set[int], source: str) -> tuple[GtInstance, bool]:
+    """Annotation ``#i`` as a :class:`GtInstance`, and whether its box stood in for a missing mask."""
+    if not isinstance(ann, Mapping):
+        raise ConfigError(f"{source}: annotation #{i} is not a JSON object")
+    ann_id = _int_field(ann, "id", f"annotation #{i}", source, default=i)
+    where = f"annotation id {ann_id}"
+    if ann_id in seen_ann_ids:
+        raise ConfigError(f"{source}: annotation id {ann_id} appears more than once")
+    seen_ann_ids.add(ann_id)
+    image_id = _int_field(ann, "image_id", where, source)
+    if image_id not in images:
+        raise ConfigError(f"{source}: {where} refers to image id {image_id}, which is not in 'images'")
+    category_id = _int_field(ann, "category_id", where, source)
+    if category_id not in cat_ids:
+        raise ConfigError(
+            f"{source}: {where} refers to category id {category_id}, which is not in 'categories'"
+        )
+    img = images[image_id]
+    iscrowd = bool(ann.get("iscrowd", 0))
+    ignore = bool(ann.get("ignore", 0))
+    rle: dict[str, Any] | None = None
+    box_fallback = False
+    seg = ann.get("segmentation")
+    bbox = _parse_bbox(ann.get("bbox"), where, source)
+    if has_masks:
+        if _has_segmentation(seg):
+            rle = _to_rle(seg, img, where, source)
+        elif bbox is not None:
+            rle = _box_rle(bbox, img)
+            box_fallback = True
+        else:
+            raise ConfigError(f"{source}: {where} has neither a segmentation nor a bbox")
+    if bbox is None:
+        if rle is None:
+            raise ConfigError(f"{source}: {where} has no bbox in a box-only dataset")
+        bbox = tuple(float(v) for v in mask_utils.toBbox(rle))  # type: ignore[assignment]
+    area_raw = ann.get("area")
+    if area_raw is None:
+        area = float(mask_utils.area(rle)) if rle is not None else float(bbox[2] * bbox[3])
+    else:
+        try:
+            area = float(area_raw)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{source}: {where} has a non-numeric area {area_raw!r}") from exc
+    return GtInstance(id=ann_id, image_id=image_id, category_id=category_id, bbox=bbox, area=area,
+                      iscrowd=iscrowd, rle=rle, ignore=ignore), box_fallback
 
 
 def _parse_categories(raw: Sequence[Any], source: str) -> list[Category]:
@@ -338,7 +346,4 @@ def _box_rle(bbox: tuple[float, float, float, float], img: CocoImage) -> dict[st
 
 
 def _normalise_rle(rle: Mapping[str, Any]) -> dict[str, Any]:
-    counts = rle["counts"]
-    if isinstance(counts, bytes):
-        counts = counts.decode("ascii")
-    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": counts}
+    return rle_json(rle)

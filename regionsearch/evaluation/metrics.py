@@ -113,28 +113,10 @@ def count_gt(gts_by_image: GtsByImage, category_id: int) -> int:
     return sum(1 for gts in gts_by_image.values() for g in gts if g.category_id == category_id and not g.ignored)
 
 
-def match_ranked_detailed(
-    ranked: Sequence[RankedRegion],
-    gts_by_image: GtsByImage,
-    category_id: int,
-    iou_thr: float = 0.5,
-    use_masks: bool = True,
-) -> MatchResult:
-    """Match ranked regions to the instances of ``category_id``; see the module doc for the rules.
-
-    Every region's ``image_id`` must be a key of ``gts_by_image`` (images without instances map to
-    an empty list), otherwise :class:`InvalidRequestError`: a region from an image outside the
-    evaluated set cannot be judged.
-    """
-    _check_thr(iou_thr)
-    n = len(ranked)
-    scores = np.asarray([_finite_score(r.score, i) for i, r in enumerate(ranked)], dtype=np.float64)
-    order = np.argsort(-scores, kind="stable") if n else np.zeros(0, dtype=np.int64)
-    status = np.full(n, FALSE_POSITIVE, dtype=np.int8)
-    matched_gt = np.full(n, -1, dtype=np.int64)
-    best_iou = np.zeros(n, dtype=np.float64)
-
-    # IoU rows per region, computed image by image (one pycocotools call per image).
+def _iou_rows(ranked: Sequence[RankedRegion], order: np.ndarray, gts_by_image: GtsByImage, category_id: int,
+              use_masks: bool) -> tuple[dict[int, np.ndarray], dict[Hashable, np.ndarray]]:
+    """IoU rows per rank against the image's instances of ``category_id`` (computed image by image:
+    one pycocotools call per image), and those instances' indices per image."""
     by_image: dict[Hashable, list[int]] = {}
     for rank, idx in enumerate(order):
         image_id = ranked[idx].image_id
@@ -157,7 +139,31 @@ def match_ranked_detailed(
         ious = _iou_matrix(dets, cat_gts, use_masks, crowd=[g.iscrowd for g in cat_gts], where=image_id)
         for row, r in enumerate(ranks):
             iou_rows[r] = ious[row]
+    return iou_rows, gt_index
 
+
+def match_ranked_detailed(
+    ranked: Sequence[RankedRegion],
+    gts_by_image: GtsByImage,
+    category_id: int,
+    iou_thr: float = 0.5,
+    use_masks: bool = True,
+) -> MatchResult:
+    """Match ranked regions to the instances of ``category_id``; see the module doc for the rules.
+
+    Every region's ``image_id`` must be a key of ``gts_by_image`` (images without instances map to
+    an empty list), otherwise :class:`InvalidRequestError`: a region from an image outside the
+    evaluated set cannot be judged.
+    """
+    _check_thr(iou_thr)
+    n = len(ranked)
+    scores = np.asarray([_finite_score(r.score, i) for i, r in enumerate(ranked)], dtype=np.float64)
+    order = np.argsort(-scores, kind="stable") if n else np.zeros(0, dtype=np.int64)
+    status = np.full(n, FALSE_POSITIVE, dtype=np.int8)
+    matched_gt = np.full(n, -1, dtype=np.int64)
+    best_iou = np.zeros(n, dtype=np.float64)
+
+    iou_rows, gt_index = _iou_rows(ranked, order, gts_by_image, category_id, use_masks)
     matched: dict[Hashable, set[int]] = {}
     for rank in range(n):
         image_id = ranked[order[rank]].image_id

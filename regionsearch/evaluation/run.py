@@ -3,7 +3,6 @@ text-to-region retrieval per category: P@k, R@k, AP, and the segmentation ceilin
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import os
@@ -14,8 +13,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..config import Config
+from ..config import Config, SearchConfig
 from ..errors import ConfigError
+from ..search import Query, SearchFilters, search
 from .coco import CocoDataset, load_coco
 from .metrics import EvalSummary, RankedRegion, evaluate_category, segmentation_ceiling, summarize
 
@@ -77,23 +77,17 @@ def evaluate(engine: Any, ds: CocoDataset, images_dir: Path, templates: Sequence
     embedder = engine.pipeline.embedder
     results = []
     depth = max(depth, max(ks))
+    # plain similarity ranking: every candidate kept (no regions-before-scenes rule), no k limit
+    rank = SearchConfig(max_k=None, oversample=1, whole_margin=None)
+    kinds = None if include_whole else ("mask",)
     for cat in ds.categories:
         vecs = embedder.embed_texts([t.format(cat.name) for t in templates])
         q = vecs.mean(axis=0)
         q = (q / max(float(np.linalg.norm(q)), 1e-12)).astype(np.float32)
-        want = min(len(datadir.index), depth * 2)
-        scores, ids = datadir.search_vectors(q[None, :], max(1, want))
-        pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
-        rows = {r.region_id: r for r in datadir.fetch_regions([i for i, _ in pairs])}
-        ranked: list[RankedRegion] = []
-        for rid, score in pairs:
-            row = rows.get(rid)
-            if row is None or row.image_path not in key_of or (row.kind == "whole" and not include_whole):
-                continue
-            ranked.append(RankedRegion(image_id=key_of[row.image_path], score=score, rle=row.rle,
-                                       bbox=tuple(row.bbox), region_id=rid))
-            if len(ranked) >= depth:
-                break
+        want = max(1, min(len(datadir.index), depth * 2))
+        hits = search(datadir, Query(vector=q), want, SearchFilters(kinds=kinds), config=rank)
+        ranked = [RankedRegion(image_id=key_of[h.image_path], score=h.score, rle=h.mask, bbox=tuple(h.bbox),
+                               region_id=h.region_id) for h in hits if h.image_path in key_of][:depth]
         results.append(evaluate_category(ranked, gts, cat.id, name=cat.name, ks=ks, iou_thr=iou_thr,
                                          use_masks=ds.has_masks))
     regions_by_image: dict[int, list[dict]] = {img_id: [] for img_id in ds.images}
@@ -131,10 +125,6 @@ def run_eval(coco: str | os.PathLike[str], images: str | os.PathLike[str], confi
     return EvalRun(name=name or config.name, summary=summary, index_seconds=index_seconds, regions=regions,
                    config={"crop": config.embed.crop, "preset": config.segment.preset, "preset_params":
                            config.segment.amg_params(), "config": config.name})
-
-
-def compare_grid(crops: Sequence[str], presets: Sequence[str]) -> list[tuple[str, str]]:
-    return list(itertools.product(crops, presets))
 
 
 def format_comparison(runs: Sequence[EvalRun], k_show: Sequence[int] = (1, 5, 10)) -> str:

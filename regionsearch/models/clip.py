@@ -64,8 +64,9 @@ def _resolve_model_name(name: str, cache_dir: str | None) -> str:
     all come from the same local files (open_clip's tokenizer lookup ignores ``cache_dir``)."""
     if name.startswith("tiny:"):
         from ..testing.tiny import tiny_path
+        from .sam import build_sam2_model
 
-        return "local-dir:" + str(tiny_path(name[len("tiny:"):]))
+        return "local-dir:" + str(tiny_path(name[len("tiny:"):], build_sam2_model))
     if name.startswith("hf-hub:"):
         from ..errors import ModelLoadError
         from .hub import hub_download

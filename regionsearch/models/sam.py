@@ -58,7 +58,7 @@ def resolve_path(value: str) -> Path:
     if value.startswith("tiny:"):
         from ..testing.tiny import tiny_path
 
-        return tiny_path(value[len("tiny:"):])
+        return tiny_path(value[len("tiny:"):], build_sam2_model)
     return Path(value).expanduser()
 
 

@@ -24,18 +24,19 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..search import MAX_K, SearchFilters, search_vector
 from ..types import SearchHit
 from .query import RelationalQuery
 from .relations import ObjectMask, measure, relation_matrices
+from .scene import stored_embeddings
 
 #: two regions this similar (mask IoU) are one thing; never each other's relation object
 SAME_THING_IOU = 0.8
 #: per image, the object text is matched against at most this many best-scoring regions
 OBJECT_CANDIDATES = 8
-#: first round of subject candidates: max(k x oversample x this, SUBJECT_MIN)
+#: first round of subject candidates: max(k x oversample x this, SUBJECT_MIN), at most SUBJECT_MAX
 SUBJECT_DEPTH = 5
 SUBJECT_MIN = 100
+SUBJECT_MAX = 1000
 
 
 def _relation_hits(datadir: Any, query: RelationalQuery, subject_pairs: list[tuple[Any, float]],
@@ -48,7 +49,7 @@ def _relation_hits(datadir: Any, query: RelationalQuery, subject_pairs: list[tup
         rows = datadir.regions_of_image(image_id)
         if not rows:
             continue
-        vecs = datadir.region_embeddings([r.region_id for r in rows])
+        vecs = stored_embeddings(datadir, [r.region_id for r in rows])
         obj_scores = vecs @ np.asarray(qo, np.float32)
         masks_idx = [i for i, r in enumerate(rows) if r.kind == "mask"]
         whole_idx = [i for i, r in enumerate(rows) if r.kind == "whole"]
@@ -92,37 +93,42 @@ def _relation_hits(datadir: Any, query: RelationalQuery, subject_pairs: list[tup
     return out
 
 
-def relational_search(datadir: Any, embed_text: Callable[[str], np.ndarray], query: RelationalQuery, k: int = 10,
-                      filters: SearchFilters | None = None, oversample: int = 4) -> list[SearchHit]:
+def relational_search(datadir: Any, embed_text: Callable[[str], np.ndarray], query: RelationalQuery, k: int,
+                      filters: Any, oversample: int, rank: Callable[..., list[SearchHit]]) -> list[SearchHit]:
     """Top ``k`` subject regions for ``query`` (see the module docstring), each with its
-    ``relation``. ``filters`` apply to the subject region; ``min_score`` and ``per_image`` to the
-    combined score and the final list. ``embed_text``: text -> L2-normalised float32 vector."""
-    f = filters or SearchFilters()
-    f.validate()
+    ``relation``. ``filters`` (a validated :class:`~regionsearch.search.SearchFilters`) apply to the
+    subject region; ``min_score`` and ``per_image`` to the combined score and the final list.
+    ``embed_text``: text -> L2-normalised float32 vector; ``rank``: the plain vector ranking
+    (:func:`regionsearch.search.search_vector`), given by the search layer above."""
     qs, qo = embed_text(query.subject), embed_text(query.object)
-    subject_filters = replace(f, min_score=None, per_image=None, kinds=("mask",))
-    total = max(1, len(datadir.index))
-    depth = min(MAX_K, total, max(k * max(1, oversample) * SUBJECT_DEPTH, SUBJECT_MIN))
+    subject_filters = replace(filters, min_score=None, per_image=None, kinds=("mask",))
+    top = min(SUBJECT_MAX, max(1, len(datadir.index)))
+    depth = min(top, max(k * max(1, oversample) * SUBJECT_DEPTH, SUBJECT_MIN))
     while True:
-        cands = search_vector(datadir, qs, depth, subject_filters, oversample, whole_margin=None)
+        cands = rank(datadir, qs, depth, subject_filters, oversample, whole_margin=None, max_k=None)
         pairs = [(datadir_row, h.score) for h, datadir_row in _rows(datadir, cands)]
         scored = _relation_hits(datadir, query, pairs, qo)
         scored.sort(key=lambda t: (-t[0], t[1].region_id))
-        hits: list[SearchHit] = []
-        per_image: dict[int, int] = {}
-        for score, row, rel in scored:
-            if f.min_score is not None and score < f.min_score:
-                continue
-            if f.per_image is not None:
-                if per_image.get(row.image_id, 0) >= f.per_image:
-                    continue
-                per_image[row.image_id] = per_image.get(row.image_id, 0) + 1
-            hits.append(replace(row.to_hit(score), relation=rel))
-            if len(hits) >= k:
-                break
-        if len(hits) >= k or depth >= min(MAX_K, total) or len(cands) < depth:
+        hits = _final(scored, filters, k)
+        if len(hits) >= k or depth >= top or len(cands) < depth:
             return hits
-        depth = min(MAX_K, total, depth * 4)
+        depth = min(top, depth * 4)
+
+
+def _final(scored: list[tuple[float, Any, dict[str, Any]]], f: Any, k: int) -> list[SearchHit]:
+    hits: list[SearchHit] = []
+    per_image: dict[int, int] = {}
+    for score, row, rel in scored:
+        if f.min_score is not None and score < f.min_score:
+            continue
+        if f.per_image is not None:
+            if per_image.get(row.image_id, 0) >= f.per_image:
+                continue
+            per_image[row.image_id] = per_image.get(row.image_id, 0) + 1
+        hits.append(replace(row.to_hit(score), relation=rel))
+        if len(hits) >= k:
+            break
+    return hits
 
 
 def _rows(datadir: Any, hits: list[SearchHit]) -> list[tuple[SearchHit, Any]]:

@@ -197,6 +197,59 @@ def _within(pa: np.ndarray, pb: np.ndarray, box_a: np.ndarray, box_b: np.ndarray
     return False
 
 
+def _overlap_measures(objects: Sequence[ObjectMask], areas: np.ndarray,
+                      ov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel intersections and inside fractions (against the hole-filled mask) of the pairs whose
+    boxes overlap (``ov``, symmetric); other pairs share no pixel."""
+    n = len(objects)
+    inter = np.zeros((n, n), np.int64)
+    inside = np.zeros((n, n), np.float64)
+    filled: dict[int, np.ndarray] = {}
+    for i, j in zip(*np.nonzero(np.triu(ov))):
+        a, b = objects[i], objects[j]
+        win = _window(a, b)
+        if win is None:
+            continue
+        ma, mb = _sub(a, a.mask, win), _sub(b, b.mask, win)
+        inter[i, j] = inter[j, i] = int(np.count_nonzero(ma & mb))
+        for p, q, mp, oq in ((i, j, ma, b), (j, i, mb, a)):
+            if areas[p] and INSIDE_FRACTION * areas[p] <= oq.mask.size:
+                if q not in filled:
+                    filled[q] = _fill_holes(oq.mask)
+                inside[p, q] = np.count_nonzero(mp & _sub(oq, filled[q], win)) / areas[p]
+    np.fill_diagonal(inside, 1.0)
+    np.fill_diagonal(inter, areas)
+    return inter, inside
+
+
+def _near_matrix(objects: Sequence[ObjectMask], boxes: np.ndarray, cents: np.ndarray, near_cand: np.ndarray,
+                 touching: np.ndarray, r: float) -> np.ndarray:
+    """``near`` before the inside exclusion: masks sharing a pixel, or with boundary pixels within
+    ``r``, among the candidate pairs (box gap <= r)."""
+    n = len(objects)
+    near = np.zeros((n, n), bool)
+    pairs = [(i, j) for i, j in zip(*np.nonzero(np.triu(near_cand)))]
+    todo: dict[int, list[int]] = {}
+    for i, j in pairs:
+        if touching[i, j]:
+            near[i, j] = near[j, i] = True
+        else:
+            todo.setdefault(int(i), []).append(int(j))
+    if todo:
+        points = {k: _boundary(objects[k]) for k in set(todo) | {j for js in todo.values() for j in js}}
+        # reach of each mask from its centroid: two masks whose centroids are farther apart than
+        # their reaches + r cannot be within r (triangle inequality); no pixel work for those
+        reach = {k: float(np.sqrt(((p - cents[k]) ** 2).sum(axis=1).max())) if len(p) else 0.0
+                 for k, p in points.items()}
+        for i, js in todo.items():
+            for j in js:
+                if float(np.hypot(*(cents[i] - cents[j]))) - reach[i] - reach[j] > r:
+                    continue
+                if _within(points[i], points[j], boxes[i], boxes[j], r):
+                    near[i, j] = near[j, i] = True
+    return near
+
+
 def measure(objects: Sequence[ObjectMask], width: int, height: int,
             near_fraction: float = NEAR_FRACTION) -> Geometry:
     """Measure ``objects`` of a ``width x height`` image (see :class:`Geometry`)."""
@@ -224,45 +277,8 @@ def measure(objects: Sequence[ObjectMask], width: int, height: int,
     np.fill_diagonal(ov, False)
     np.fill_diagonal(near_cand, False)
 
-    inter = np.zeros((n, n), np.int64)
-    inside = np.zeros((n, n), np.float64)
-    filled: dict[int, np.ndarray] = {}
-    for i, j in zip(*np.nonzero(np.triu(ov))):
-        a, b = objects[i], objects[j]
-        win = _window(a, b)
-        if win is None:
-            continue
-        ma, mb = _sub(a, a.mask, win), _sub(b, b.mask, win)
-        inter[i, j] = inter[j, i] = int(np.count_nonzero(ma & mb))
-        for p, q, mp, oq in ((i, j, ma, b), (j, i, mb, a)):
-            if areas[p] and INSIDE_FRACTION * areas[p] <= oq.mask.size:
-                if q not in filled:
-                    filled[q] = _fill_holes(oq.mask)
-                inside[p, q] = np.count_nonzero(mp & _sub(oq, filled[q], win)) / areas[p]
-    np.fill_diagonal(inside, 1.0)
-    np.fill_diagonal(inter, areas)
-
-    near = np.zeros((n, n), bool)
-    pairs = [(i, j) for i, j in zip(*np.nonzero(np.triu(near_cand)))]
-    touching = inter > 0
-    todo: dict[int, list[int]] = {}
-    for i, j in pairs:
-        if touching[i, j]:
-            near[i, j] = near[j, i] = True
-        else:
-            todo.setdefault(int(i), []).append(int(j))
-    if todo:
-        points = {k: _boundary(objects[k]) for k in set(todo) | {j for js in todo.values() for j in js}}
-        # reach of each mask from its centroid: two masks whose centroids are farther apart than
-        # their reaches + r cannot be within r (triangle inequality); no pixel work for those
-        reach = {k: float(np.sqrt(((p - cents[k]) ** 2).sum(axis=1).max())) if len(p) else 0.0
-                 for k, p in points.items()}
-        for i, js in todo.items():
-            for j in js:
-                if float(np.hypot(*(cents[i] - cents[j]))) - reach[i] - reach[j] > r:
-                    continue
-                if _within(points[i], points[j], boxes[i], boxes[j], r):
-                    near[i, j] = near[j, i] = True
+    inter, inside = _overlap_measures(objects, areas, ov)
+    near = _near_matrix(objects, boxes, cents, near_cand, inter > 0, r)
     return Geometry(int(width), int(height), boxes, areas, cents, inter, inside, near)
 
 

@@ -264,6 +264,11 @@ def vocabulary(scene_cfg: Any, labels: Sequence[str] | None = None) -> tuple[tup
     return (check_names(scene_cfg.vocabulary) if scene_cfg.vocabulary else BUILTIN_NAMES), templates
 
 
+def stored_embeddings(datadir: Any, region_ids: Sequence[int]) -> np.ndarray:
+    """The stored CLIP embeddings of ``region_ids`` in a data dir, float32 ``(n, dim)`` in that order."""
+    return datadir.store.embeddings(region_ids, datadir.manifest.dim)
+
+
 def _quality(row: Any) -> float:
     if row.predicted_iou is None or row.stability_score is None:
         return 1.0
@@ -278,7 +283,7 @@ def scene_of_indexed(datadir: Any, image_id: int, labeler: Labeler, scene_cfg: A
     if rec.status != "indexed" or not rec.width or not rec.height:
         raise InvalidRequestError(f"image {image_id} is not indexed ({rec.status}: {rec.error or 'no regions'})")
     rows = [r for r in datadir.regions_of_image(rec.id) if r.kind == "mask"]
-    vecs = datadir.region_embeddings([r.region_id for r in rows])
+    vecs = stored_embeddings(datadir, [r.region_id for r in rows])
     regions = [RegionInput(r.region_id, r.rle, r.bbox, r.area, _quality(r)) for r in rows]
     names, templates = vocabulary(scene_cfg, labels)
     return build_scene({"id": rec.id, "path": rec.path, "width": rec.width, "height": rec.height}, regions, vecs,

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..config import SegmentConfig
-from ..masks import encode_rle
+from ..masks import counts_str, encode_rle
 from ..types import Region
 
 log = logging.getLogger(__name__)
@@ -78,4 +78,4 @@ class AutomaticSegmenter:
 
 
 def _counts_str(counts: Any) -> str:
-    return counts.decode("ascii") if isinstance(counts, bytes) else str(counts)
+    return str(counts_str(counts))

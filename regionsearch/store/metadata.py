@@ -22,7 +22,8 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
 from ..errors import NotFoundError, StoreError
-from ..types import ImageRecord, RegionKind, SearchHit
+from ..masks import counts_str
+from ..types import ImageRecord, ImageResult, RegionRecord
 from .schema import embeddings, images, regions, store_meta
 
 log = logging.getLogger(__name__)
@@ -32,31 +33,8 @@ _CHUNK = 10_000
 _BUSY_TIMEOUT_S = 30.0
 
 
-@dataclass(frozen=True)
-class RegionRow:
-    """One stored region joined with its image.
-
-    ``bbox`` is XYWH pixels, ``rle`` is COCO RLE ``{"size": [h, w], "counts": str}``,
-    ``image_width``/``image_height`` are the image's size in pixels.
-    """
-
-    region_id: int
-    image_id: int
-    image_path: str
-    bbox: tuple[float, float, float, float]
-    area: int
-    rle: dict[str, Any]
-    predicted_iou: float | None
-    stability_score: float | None
-    kind: RegionKind
-    image_width: int | None
-    image_height: int | None
-
-    def to_hit(self, score: float) -> SearchHit:
-        return SearchHit(region_id=self.region_id, image_id=self.image_id, image_path=self.image_path,
-                         score=float(score), bbox=self.bbox, area=self.area, mask=self.rle,
-                         predicted_iou=self.predicted_iou, stability_score=self.stability_score,
-                         kind=self.kind)
+#: the region record type (kept under its old name for callers of the store)
+RegionRow = RegionRecord
 
 
 def mask_url(url: str) -> str:
@@ -73,14 +51,17 @@ def encode_vectors(vectors: np.ndarray) -> list[bytes]:
     return [row.tobytes() for row in v16]
 
 
-def decode_vectors(blobs: Sequence[bytes], dim: int) -> np.ndarray:
-    """float16 bytes -> float32 ``(n, d)``, re-normalised to unit length (float16 rounding)."""
+def decode_vectors(blobs: Sequence[bytes], dim: int, *, normalise: bool = True) -> np.ndarray:
+    """float16 bytes -> float32 ``(n, d)``, re-normalised to unit length (float16 rounding) unless
+    ``normalise`` is False (the exact float16 values, e.g. to store them again unchanged)."""
     if not blobs:
         return np.zeros((0, dim), np.float32)
     out = np.frombuffer(b"".join(blobs), dtype="<f2").astype(np.float32).reshape(len(blobs), -1)
     if out.shape[1] != dim:
         raise StoreError(f"stored embeddings have dimension {out.shape[1]}, expected {dim}; the store "
                          "belongs to another embedder")
+    if not normalise:
+        return out
     norms = np.linalg.norm(out, axis=1, keepdims=True)
     np.divide(out, norms, out=out, where=norms > 0)
     return out
@@ -112,9 +93,7 @@ def _region_row(r: Any) -> RegionRow:
 
 
 def _region_values(image_id: int, region: Any) -> dict[str, Any]:
-    counts = region.rle["counts"]
-    if isinstance(counts, bytes):
-        counts = counts.decode("ascii")
+    counts = counts_str(region.rle["counts"])
     if not isinstance(counts, str):
         raise StoreError("region masks must be COCO RLE with string counts (see regionsearch.masks)")
     h, w = (int(v) for v in region.rle["size"])
@@ -241,7 +220,7 @@ class MetadataStore:
                 "regions": int(n_regions), "embeddings": int(n_emb)}
 
     # ------------------------------------------------------------------ writes
-    def write_batch(self, results: Sequence[Any], failures: Sequence[tuple[str, str | None, str]] = (),
+    def write_batch(self, results: Sequence[ImageResult], failures: Sequence[tuple[str, str | None, str]] = (),
                     dim: int | None = None) -> BatchWrite:
         """One transaction: delete older rows of the same paths (their regions and embeddings), insert
         the images of ``results`` (status ``indexed``) with their regions and float16 embeddings, and
@@ -410,6 +389,13 @@ class MetadataStore:
         with self.engine.connect() as conn:
             ids = conn.execute(select(embeddings.c.region_id)).scalars().all()
         return np.asarray(ids, np.int64)
+
+    def embeddings(self, region_ids: Sequence[int], dim: int) -> np.ndarray:
+        """Stored embeddings of ``region_ids``, float32 ``(n, dim)`` in that order (zeros where none)."""
+        out, pos = np.zeros((len(region_ids), dim), np.float32), {int(r): i for i, r in enumerate(region_ids)}
+        for ids, vecs in self.iter_embeddings(dim, np.asarray(list(pos), np.int64)):
+            out[[pos[int(i)] for i in ids]] = vecs
+        return out
 
     def iter_embeddings(self, dim: int, ids: np.ndarray | None = None,
                         chunk: int = 20_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:

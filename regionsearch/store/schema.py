@@ -26,8 +26,7 @@ from sqlalchemy import (
     Text,
 )
 
-#: Version of this schema as recorded in the manifest (the Alembic revision is authoritative).
-SCHEMA_VERSION = 1
+from ..manifest import SCHEMA_VERSION  # noqa: F401  (the one definition, recorded in the manifest)
 
 #: ids are 64-bit on PostgreSQL and the rowid alias on SQLite (``INTEGER PRIMARY KEY``).
 IdType = BigInteger().with_variant(Integer, "sqlite")

@@ -109,11 +109,67 @@ def zero_shot(model: Any, tokenizer: Any, crops: np.ndarray, labels: np.ndarray,
     return float((torch.cat(preds).numpy() == labels).mean())
 
 
+def _batch_loss(model: Any, rng: np.random.Generator, crops: np.ndarray, labels: np.ndarray, all_tokens: Any,
+                batch: int, mean: tuple, std: tuple) -> Any:
+    """Symmetric contrastive loss of one random batch of crops (random 90-degree rotation and flip)
+    against the 30 class captions, each in a random template."""
+    n_cls = len(CLASSES)
+    idx = rng.integers(0, len(crops), batch)
+    x = crops[idx]
+    k = int(rng.integers(4))
+    x = np.rot90(x, k, axes=(1, 2))
+    if rng.random() < 0.5:
+        x = x[:, :, ::-1]
+    img = F.normalize(model.encode_image(to_tensor(np.ascontiguousarray(x), mean, std)), dim=-1)
+    choice = torch.from_numpy(rng.integers(0, len(TEMPLATES), n_cls))
+    tokens = all_tokens[choice, torch.arange(n_cls)]
+    txt = F.normalize(model.encode_text(tokens), dim=-1)
+    scale = model.logit_scale.exp().clamp(max=100)
+    logits = scale * img @ txt.T  # (B, 30)
+    y = torch.from_numpy(labels[idx])
+    loss_i = F.cross_entropy(logits, y)
+    present = torch.zeros(n_cls, dtype=torch.bool)
+    present[y] = True
+    pos = (y[None, :] == torch.arange(n_cls)[:, None]).float()  # (30, B)
+    lt = logits.T.log_softmax(-1)
+    loss_t = -((lt * pos).sum(-1) / pos.sum(-1).clamp(min=1))[present].mean()
+    return 0.5 * (loss_i + loss_t)
+
+
+def _save(model: Any, out_dir: Path) -> None:
+    """The model's weights (float16 safetensors, atomically) and its open_clip config into ``out_dir``."""
+    from safetensors.torch import save_file
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if (out_dir / "open_clip_config.json").resolve() != (WEIGHTS_DIR / CLIP_DIR / "open_clip_config.json").resolve():
+        shutil.copy(WEIGHTS_DIR / CLIP_DIR / "open_clip_config.json", out_dir / "open_clip_config.json")
+    state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
+    tmp = out_dir / (CLIP_WEIGHTS + ".tmp")
+    save_file(state, str(tmp))
+    os.replace(tmp, out_dir / CLIP_WEIGHTS)
+
+
+def _load_file(path: str) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    return load_file(path)
+
+
+def _final_eval(model: Any, tokenizer: Any, ev_crops: np.ndarray, ev_labels: np.ndarray, ev_kinds: list,
+                mean: tuple, std: tuple) -> dict[str, float]:
+    """Zero-shot top-1 on the held-out crops, per crop strategy and over all of them."""
+    model.eval()
+    kinds = np.array(ev_kinds)
+    final = {s: zero_shot(model, tokenizer, ev_crops[kinds == s], ev_labels[kinds == s], mean, std) for s in STRATEGIES}
+    final["all"] = zero_shot(model, tokenizer, ev_crops, ev_labels, mean, std)
+    log.info("clip final zero-shot top-1 %s", final)
+    return final
+
+
 def train_clip(out_dir: Path, minutes: float = 6.0, seed: int = 0, batch: int = 64, lr: float = 1.5e-3,
                n_scenes: int = 800, resume: Path | None = None) -> dict[str, Any]:
     """Train for ``minutes`` of wall-clock time; ``resume``: a safetensors file to continue from."""
     import open_clip
-    from safetensors.torch import save_file
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -124,9 +180,7 @@ def train_clip(out_dir: Path, minutes: float = 6.0, seed: int = 0, batch: int = 
     size = int(cfg["vision_cfg"]["image_size"])
     model = open_clip.CLIP(**cfg)
     if resume is not None:
-        from safetensors.torch import load_file
-
-        model.load_state_dict(load_file(str(resume)), strict=True)
+        model.load_state_dict(_load_file(str(resume)), strict=True)
     model.train()
     tokenizer = open_clip.get_tokenizer("ViT-B-32")  # the standard tokenizer, as local-dir: gets it
     tokenizer.context_length = cfg["text_cfg"]["context_length"]
@@ -147,32 +201,12 @@ def train_clip(out_dir: Path, minutes: float = 6.0, seed: int = 0, batch: int = 
     curve: list[dict[str, Any]] = []
     last_eval = t0
     run_loss = None
-    n_cls = len(CLASSES)
     while time.time() - t0 < budget:
         progress = (time.time() - t0) / budget
         cur = lr * min(1.0, (step + 1) / warmup) * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress)))
         for g in opt.param_groups:
             g["lr"] = cur
-        idx = rng.integers(0, len(crops), batch)
-        x = crops[idx]
-        k = int(rng.integers(4))
-        x = np.rot90(x, k, axes=(1, 2))
-        if rng.random() < 0.5:
-            x = x[:, :, ::-1]
-        img = F.normalize(model.encode_image(to_tensor(np.ascontiguousarray(x), mean, std)), dim=-1)
-        choice = torch.from_numpy(rng.integers(0, len(TEMPLATES), n_cls))
-        tokens = all_tokens[choice, torch.arange(n_cls)]
-        txt = F.normalize(model.encode_text(tokens), dim=-1)
-        scale = model.logit_scale.exp().clamp(max=100)
-        logits = scale * img @ txt.T  # (B, 30)
-        y = torch.from_numpy(labels[idx])
-        loss_i = F.cross_entropy(logits, y)
-        present = torch.zeros(n_cls, dtype=torch.bool)
-        present[y] = True
-        pos = (y[None, :] == torch.arange(n_cls)[:, None]).float()  # (30, B)
-        lt = logits.T.log_softmax(-1)
-        loss_t = -((lt * pos).sum(-1) / pos.sum(-1).clamp(min=1))[present].mean()
-        loss = 0.5 * (loss_i + loss_t)
+        loss = _batch_loss(model, rng, crops, labels, all_tokens, batch, mean, std)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -186,18 +220,8 @@ def train_clip(out_dir: Path, minutes: float = 6.0, seed: int = 0, batch: int = 
                           "train_loss": round(run_loss, 4)})
             log.info("clip step %d %s", step, json.dumps(curve[-1]))
     train_s = time.time() - t0
-    model.eval()
-    kinds = np.array(ev_kinds)
-    final = {s: zero_shot(model, tokenizer, ev_crops[kinds == s], ev_labels[kinds == s], mean, std) for s in STRATEGIES}
-    final["all"] = zero_shot(model, tokenizer, ev_crops, ev_labels, mean, std)
-    log.info("clip final zero-shot top-1 %s", final)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if (out_dir / "open_clip_config.json").resolve() != (WEIGHTS_DIR / CLIP_DIR / "open_clip_config.json").resolve():
-        shutil.copy(WEIGHTS_DIR / CLIP_DIR / "open_clip_config.json", out_dir / "open_clip_config.json")
-    state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
-    tmp = out_dir / (CLIP_WEIGHTS + ".tmp")
-    save_file(state, str(tmp))
-    os.replace(tmp, out_dir / CLIP_WEIGHTS)
+    final = _final_eval(model, tokenizer, ev_crops, ev_labels, ev_kinds, mean, std)
+    _save(model, out_dir)
     return {"resumed_from": str(resume) if resume else None, "steps": step, "train_seconds": round(train_s, 1), "batch": batch, "lr": lr, "train_crops": int(len(crops)),
             "templates": list(TEMPLATES), "curve": curve, "final_zero_shot_top1": final,
             "eval": "60 held-out scenes (seed %d), exact GT crops, caption '{colour} {shape}'" % EVAL_SEED}

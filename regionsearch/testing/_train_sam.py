@@ -253,20 +253,8 @@ def save_checkpoint(model: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def train_sam(out: Path, minutes: float, seed: int = 0, batch_images: int = 6, prompts_per_image: int = 8,
-              lr: float = 1.5e-3, eval_every_s: float = 180.0, resume: Path | None = None,
-              start_progress: float = 0.0, attn_weight: float = 0.5, group_w: float = 0.0,
-              iou_weight: float = 1.0, freeze_encoder: bool = False, iou_lr_mult: float = 1.0,
-              iou_l1: bool = False) -> dict[str, Any]:
-    """Train for ``minutes`` of wall-clock time; ``resume`` continues from a checkpoint (a second
-    phase: short warmup, the curriculum and cosine schedule start at ``start_progress``)."""
-    from ..models.sam import build_sam2_model
-
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    out.mkdir(parents=True, exist_ok=True)
-    model = build_sam2_model(WEIGHTS_DIR / SAM_CONFIG, resume, "cpu", postprocessing=False)
-    model.train()
+def _optimizer(model: Any, lr: float, freeze_encoder: bool, iou_lr_mult: float) -> tuple[list, Any, Any]:
+    """``(trained parameters, auxiliary heads of the grouping loss, AdamW)``."""
     # ``freeze_encoder``: a decoder phase (image features without gradient; 3x cheaper steps, so
     # many more prompts per second for the mask decoder and its IoU head)
     trainable = [model.sam_prompt_encoder, model.sam_mask_decoder]
@@ -287,11 +275,106 @@ def train_sam(out: Path, minutes: float, seed: int = 0, batch_images: int = 6, p
               {"params": no_decay, "weight_decay": 0.0, "lr_mult": 1.0},
               {"params": [p for p in params if id(p) in head], "weight_decay": 0.0, "lr_mult": iou_lr_mult}]
     opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999))
+    return params, aux_heads, opt
+
+
+def _sample_batch(rng: np.random.Generator, seed: int, scene_counter: int, batch_images: int,
+                  prompts_per_image: int, progress: float) -> tuple[list, str, dict[str, Any], int]:
+    """``batch_images`` scenes with objects (curriculum at ``progress``), a prompt kind and its prompts."""
+    params_scene = curriculum(progress)
+    scenes = []
+    while len(scenes) < batch_images:
+        sc = make_scene(scene_seed(10_000 + seed, scene_counter), **params_scene)
+        scene_counter += 1
+        if len(sc.masks):
+            scenes.append(sc)
+    r = rng.random()
+    kind = "point" if r < 0.6 else ("box" if r < 0.8 else "points")
+    pr = sample_prompts(rng, scenes, prompts_per_image, kind)
+    return scenes, kind, pr, scene_counter
+
+
+def _losses(model: Any, capture: Any, aux_heads: Any, scenes: list, kind: str, pr: dict[str, Any],
+            freeze_encoder: bool, iou_l1: bool, attn_weight: float, progress: float) -> tuple[Any, ...]:
+    """``(mask, IoU, attention, grouping losses, attention weight)`` of one batch."""
+    with torch.set_grad_enabled(not freeze_encoder):
+        embed, high = image_features(model, image_tensor([s.image for s in scenes]))
+    capture.pop()
+    masks, iou_pred = decode(model, embed, high, pr["idx"], pr["coords"], pr["labels"], multimask=kind == "point")
+    maps = capture.pop()
+    gt = pr["gt"]
+    # losses at half resolution (128 px): 4x cheaper on CPU, boundaries still sub-token
+    gt_half = (F.avg_pool2d(gt, 2) > 0.5).float()
+    up = F.interpolate(masks, size=gt_half.shape[-2:], mode="bilinear", align_corners=False)
+    tgt = gt_half.expand_as(up)
+    per = 20.0 * focal_loss(up, tgt) + dice_loss(up, tgt)  # (N, C)
+    with torch.no_grad():
+        true_iou = mask_iou((up > 0).float(), tgt)
+    if kind == "point":
+        mask_loss = per.min(1).values.mean()
+    else:
+        mask_loss = per.mean()
+    iou_loss = F.l1_loss(iou_pred, true_iou) if iou_l1 else F.mse_loss(iou_pred, true_iou)
+    # auxiliary attention loss: CE between attention over image tokens and the normalised GT
+    h, w = embed.shape[-2:]
+    small = F.adaptive_avg_pool2d(gt, (h, w)).flatten(1)
+    small = small / small.sum(1, keepdim=True).clamp(min=1e-6)
+    attn_loss = torch.zeros(())
+    for lp in maps:  # (N, heads, tokens, HW)
+        attn_loss = attn_loss - (lp * small[:, None, None, :]).sum(-1).mean()
+    attn_loss = attn_loss / len(maps)
+    attn_w = attn_weight if progress < 0.3 else attn_weight * (1 - 0.8 * (progress - 0.3) / 0.7)
+    if freeze_encoder:
+        group_loss = torch.zeros(())
+    else:
+        group_loss = grouping_loss(embed, instance_labels(scenes, tuple(embed.shape[-2:])), aux_heads[0])
+        group_loss = group_loss + 0.5 * grouping_loss(high[1], instance_labels(scenes, tuple(high[1].shape[-2:])),
+                                                      aux_heads[1])
+    return mask_loss, iou_loss, attn_loss, group_loss, attn_w
+
+
+def _set_lr(opt: Any, lr: float, step: int, warmup: int, progress: float) -> float:
+    """Linear warmup over ``warmup`` steps, then cosine decay to 2 % at ``progress`` 1; returns the lr."""
+    cosine = 0.5 * (1 + math.cos(math.pi * progress))
+    cur_lr = lr * min(1.0, (step + 1) / warmup) * (0.02 + 0.98 * cosine)
+    for g in opt.param_groups:
+        g["lr"] = cur_lr * g["lr_mult"]
+    return cur_lr
+
+
+def _smooth(running: dict[str, float], **losses: Any) -> None:
+    """Exponential moving averages (0.98) of the loss tensors, for the log."""
+    for key, val in losses.items():
+        v = float(val.detach())
+        running[key] = 0.98 * running.get(key, v) + 0.02 * v
+
+
+def _attention_capture(model: Any) -> AttnCapture:
+    """Capture the decoder's attention of the mask tokens and the first prompt token, 4 of the 8
+    heads (the others stay free), for the auxiliary attention loss."""
     s0 = 1 if model.sam_mask_decoder.pred_obj_scores else 0
     n_mask = model.sam_mask_decoder.num_mask_tokens
-    # the mask tokens and the first prompt token; 4 of the 8 heads (the others stay free)
     capture = AttnCapture(model.sam_mask_decoder, list(range(s0 + 1, s0 + 2 + n_mask)), heads=4)
     object.__setattr__(model, "_attn_capture", capture)
+    return capture
+
+
+def train_sam(out: Path, minutes: float, seed: int = 0, batch_images: int = 6, prompts_per_image: int = 8,
+              lr: float = 1.5e-3, eval_every_s: float = 180.0, resume: Path | None = None,
+              start_progress: float = 0.0, attn_weight: float = 0.5, group_w: float = 0.0,
+              iou_weight: float = 1.0, freeze_encoder: bool = False, iou_lr_mult: float = 1.0,
+              iou_l1: bool = False) -> dict[str, Any]:
+    """Train for ``minutes`` of wall-clock time; ``resume`` continues from a checkpoint (a second
+    phase: short warmup, the curriculum and cosine schedule start at ``start_progress``)."""
+    from ..models.sam import build_sam2_model
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    model = build_sam2_model(WEIGHTS_DIR / SAM_CONFIG, resume, "cpu", postprocessing=False)
+    model.train()
+    params, aux_heads, opt = _optimizer(model, lr, freeze_encoder, iou_lr_mult)
+    capture = _attention_capture(model)
 
     budget = minutes * 60.0
     warmup = 100 if resume is None else 20
@@ -307,63 +390,18 @@ def train_sam(out: Path, minutes: float, seed: int = 0, batch_images: int = 6, p
         if elapsed >= budget:
             break
         progress = start_progress + (1.0 - start_progress) * min(elapsed / budget, 1.0)
-        cosine = 0.5 * (1 + math.cos(math.pi * progress))
-        cur_lr = lr * min(1.0, (step + 1) / warmup) * (0.02 + 0.98 * cosine)
-        for g in opt.param_groups:
-            g["lr"] = cur_lr * g["lr_mult"]
-        params_scene = curriculum(progress)
-        scenes = []
-        while len(scenes) < batch_images:
-            sc = make_scene(scene_seed(10_000 + seed, scene_counter), **params_scene)
-            scene_counter += 1
-            if len(sc.masks):
-                scenes.append(sc)
-        r = rng.random()
-        kind = "point" if r < 0.6 else ("box" if r < 0.8 else "points")
-        pr = sample_prompts(rng, scenes, prompts_per_image, kind)
-        with torch.set_grad_enabled(not freeze_encoder):
-            embed, high = image_features(model, image_tensor([s.image for s in scenes]))
-        capture.pop()
-        masks, iou_pred = decode(model, embed, high, pr["idx"], pr["coords"], pr["labels"], multimask=kind == "point")
-        maps = capture.pop()
-        gt = pr["gt"]
-        # losses at half resolution (128 px): 4x cheaper on CPU, boundaries still sub-token
-        gt_half = (F.avg_pool2d(gt, 2) > 0.5).float()
-        up = F.interpolate(masks, size=gt_half.shape[-2:], mode="bilinear", align_corners=False)
-        tgt = gt_half.expand_as(up)
-        per = 20.0 * focal_loss(up, tgt) + dice_loss(up, tgt)  # (N, C)
-        with torch.no_grad():
-            true_iou = mask_iou((up > 0).float(), tgt)
-        if kind == "point":
-            mask_loss = per.min(1).values.mean()
-        else:
-            mask_loss = per.mean()
-        iou_loss = F.l1_loss(iou_pred, true_iou) if iou_l1 else F.mse_loss(iou_pred, true_iou)
-        # auxiliary attention loss: CE between attention over image tokens and the normalised GT
-        h, w = embed.shape[-2:]
-        small = F.adaptive_avg_pool2d(gt, (h, w)).flatten(1)
-        small = small / small.sum(1, keepdim=True).clamp(min=1e-6)
-        attn_loss = torch.zeros(())
-        for lp in maps:  # (N, heads, tokens, HW)
-            attn_loss = attn_loss - (lp * small[:, None, None, :]).sum(-1).mean()
-        attn_loss = attn_loss / len(maps)
-        attn_w = attn_weight if progress < 0.3 else attn_weight * (1 - 0.8 * (progress - 0.3) / 0.7)
-        if freeze_encoder:
-            group_loss = torch.zeros(())
-        else:
-            group_loss = grouping_loss(embed, instance_labels(scenes, tuple(embed.shape[-2:])), aux_heads[0])
-            group_loss = group_loss + 0.5 * grouping_loss(high[1], instance_labels(scenes, tuple(high[1].shape[-2:])),
-                                                          aux_heads[1])
+        cur_lr = _set_lr(opt, lr, step, warmup, progress)
+        scenes, kind, pr, scene_counter = _sample_batch(rng, seed, scene_counter, batch_images, prompts_per_image,
+                                                        progress)
+        mask_loss, iou_loss, attn_loss, group_loss, attn_w = _losses(
+            model, capture, aux_heads, scenes, kind, pr, freeze_encoder, iou_l1, attn_weight, progress)
         loss = mask_loss + iou_weight * iou_loss + attn_w * attn_loss + group_w * group_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         step += 1
-        for key, val in (("loss", loss), ("mask", mask_loss), ("iou", iou_loss), ("attn", attn_loss),
-                         ("group", group_loss)):
-            v = float(val.detach())
-            running[key] = 0.98 * running.get(key, v) + 0.02 * v
+        _smooth(running, loss=loss, mask=mask_loss, iou=iou_loss, attn=attn_loss, group=group_loss)
         if step % 25 == 0:
             log.info("step %d t=%.0fs lr=%.2e %s", step, elapsed, cur_lr,
                      " ".join(f"{k}={v:.4f}" for k, v in running.items()))

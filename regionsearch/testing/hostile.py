@@ -32,6 +32,29 @@ def _png(img, **kw) -> bytes:
     return buf.getvalue()
 
 
+def _write_special_files(root: Path, exp: dict[str, str]) -> None:
+    """A FIFO, symlink loops (file and directory), a dangling link, a nested image and a non-image
+    extension, with their expected outcomes in ``exp``."""
+    from PIL import Image
+
+    fifo = root / "fifo.jpg"
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(fifo)
+        exp[str(fifo)] = "not a regular file"
+    os.symlink("loop_b.jpg", root / "loop_a.jpg")
+    os.symlink("loop_a.jpg", root / "loop_b.jpg")
+    exp[str(root / "loop_a.jpg")] = "symlink loop"
+    exp[str(root / "loop_b.jpg")] = "symlink loop"
+    os.symlink("does_not_exist.png", root / "dangling.png")
+    exp[str(root / "dangling.png")] = "not found"
+    sub = root / "sub"
+    sub.mkdir()
+    (sub / "nested.png").write_bytes(_png(Image.fromarray(_scene(6))))
+    exp[str(sub / "nested.png")] = "ok"
+    os.symlink("..", sub / "dir_loop")  # a directory symlink loop: must not recurse forever
+    (root / "notes.txt").write_text("ignored: unknown extension")
+
+
 def write_hostile_corpus(folder: str | os.PathLike[str]) -> dict[str, str]:
     from PIL import Image
 
@@ -86,20 +109,5 @@ def write_hostile_corpus(folder: str | os.PathLike[str]) -> dict[str, str]:
         fh.write(_png(Image.fromarray(_scene(5))))
     exp[os.fsdecode(raw)] = "ok"
 
-    fifo = root / "fifo.jpg"
-    if hasattr(os, "mkfifo"):
-        os.mkfifo(fifo)
-        exp[str(fifo)] = "not a regular file"
-    os.symlink("loop_b.jpg", root / "loop_a.jpg")
-    os.symlink("loop_a.jpg", root / "loop_b.jpg")
-    exp[str(root / "loop_a.jpg")] = "symlink loop"
-    exp[str(root / "loop_b.jpg")] = "symlink loop"
-    os.symlink("does_not_exist.png", root / "dangling.png")
-    exp[str(root / "dangling.png")] = "not found"
-    sub = root / "sub"
-    sub.mkdir()
-    (sub / "nested.png").write_bytes(_png(Image.fromarray(_scene(6))))
-    exp[str(sub / "nested.png")] = "ok"
-    os.symlink("..", sub / "dir_loop")  # a directory symlink loop: must not recurse forever
-    (root / "notes.txt").write_text("ignored: unknown extension")
+    _write_special_files(root, exp)
     return exp

@@ -8,6 +8,10 @@
 Trained weights live in ``regionsearch/testing/weights/`` (see its ``MANIFEST.json``). Where a
 weights file is absent, a deterministic random-weight stand-in of the same architecture is
 generated once into ``~/.cache/regionsearch/tiny-random`` (only shapes are meaningful then).
+
+This module imports nothing of the library but its errors: the model layer (``models/sam.py``, ``models/clip.py``)
+resolves ``tiny:`` references through it and hands it the SAM 2.1 builder it needs for the
+random stand-ins (so the dependency points one way: models -> testing.tiny).
 """
 
 from __future__ import annotations
@@ -17,6 +21,12 @@ import os
 import shutil
 import threading
 from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import ModelLoadError
+
+#: ``build_sam(config_yaml, checkpoint_or_None, device) -> torch.nn.Module`` (``models.sam.build_sam2_model``)
+SamBuilder = Callable[[Path, Any, str], Any]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 SAM_CONFIG = "tiny_sam2.yaml"
@@ -38,8 +48,9 @@ def random_dir() -> Path:
     return Path(base) / "tiny-random"
 
 
-def tiny_path(name: str) -> Path:
-    """Resolve a ``tiny:NAME`` reference to a local file or folder."""
+def tiny_path(name: str, build_sam: SamBuilder | None = None) -> Path:
+    """Resolve a ``tiny:NAME`` reference to a local file or folder (``build_sam`` builds the random
+    SAM stand-in when the trained weights are absent; without it that case is an error)."""
     committed = WEIGHTS_DIR / name
     if name in (SAM_CONFIG,) or name.endswith((".yaml", ".json")):
         return committed
@@ -49,10 +60,13 @@ def tiny_path(name: str) -> Path:
         return committed
     if name not in (SAM_CHECKPOINT, CLIP_DIR):
         return committed
-    return ensure_random_weights() / name
+    if build_sam is None:
+        raise ModelLoadError(f"the trained tiny model {name!r} is not in {WEIGHTS_DIR}; load it through "
+                             "regionsearch.models (which builds a random-weight stand-in)")
+    return ensure_random_weights(build_sam) / name
 
 
-def ensure_random_weights(target: Path | None = None) -> Path:
+def ensure_random_weights(build_sam: SamBuilder, target: Path | None = None) -> Path:
     """Write seeded random-weight tiny checkpoints (same architectures) and return their folder."""
     target = target or random_dir()
     with _LOCK:
@@ -60,19 +74,17 @@ def ensure_random_weights(target: Path | None = None) -> Path:
         if done.is_file():
             return target
         target.mkdir(parents=True, exist_ok=True)
-        write_random_sam(target / SAM_CHECKPOINT)
+        write_random_sam(target / SAM_CHECKPOINT, build_sam)
         write_random_clip(target / CLIP_DIR)
         done.write_text("random-weight tiny models, seed %d\n" % SEED)
     return target
 
 
-def write_random_sam(path: Path, seed: int = SEED) -> Path:
+def write_random_sam(path: Path, build_sam: SamBuilder, seed: int = SEED) -> Path:
     import torch
 
-    from ..models.sam import build_sam2_model
-
     torch.manual_seed(seed)
-    model = build_sam2_model(WEIGHTS_DIR / SAM_CONFIG, None, "cpu")
+    model = build_sam(WEIGHTS_DIR / SAM_CONFIG, None, "cpu")
     tmp = path.with_suffix(".tmp")
     torch.save({"model": model.state_dict()}, tmp)
     os.replace(tmp, path)

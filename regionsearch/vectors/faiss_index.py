@@ -49,9 +49,9 @@ try:
 except ImportError as _exc:  # pragma: no cover - faiss-cpu is a core dependency
     raise MissingDependencyError("faiss-cpu", "the FAISS vector index") from _exc
 
-# Batched queries (m >= 4) use BLAS matrix products instead of per-query loops.
-faiss.cvar.distance_compute_blas_threshold = 4
-
+#: batched queries of at least this many rows use BLAS matrix products instead of per-query loops
+#: (faiss' default is 20); set on faiss' process-wide knob when the first index is opened
+BLAS_THRESHOLD = 4
 FLAT_MAX = 200_000
 HNSW_MAX = 5_000_000
 TOMBSTONE_REBUILD_FRACTION = 0.2
@@ -122,17 +122,106 @@ def _kind(index: "faiss.Index") -> str:
     raise StoreError(f"unsupported faiss index type {type(index).__name__}")
 
 
+def _new_index(factory: str, dim: int) -> "faiss.Index":
+    try:
+        base = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as exc:
+        raise StoreError(f"invalid faiss index factory {factory!r} for dimension {dim}: "
+                         f"{str(exc).splitlines()[0]}; examples: 'auto', 'Flat', 'HNSW32,Flat', "
+                         "'IVF1024,PQ64'") from exc
+    if isinstance(base, faiss.IndexIVF):
+        if isinstance(base, faiss.IndexIVFPQ):
+            # the factory turns on polysemous training, which only serves polysemous search (not
+            # used here) and makes training take minutes instead of seconds
+            base.do_polysemous_training = False
+        return base
+    if isinstance(base, faiss.IndexHNSW):
+        base.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+    if isinstance(base, faiss.IndexRefine):
+        # IndexRefine has no add_with_ids / remove_ids: ids live in the IDMap2 around it and
+        # removals become tombstones, as for HNSW
+        ivf = faiss.try_extract_index_ivf(base.base_index)
+        if ivf is not None and isinstance(faiss.downcast_index(ivf), faiss.IndexIVFPQ):
+            faiss.downcast_index(ivf).do_polysemous_training = False
+        base.k_factor = REFINE_K_FACTOR
+    return faiss.IndexIDMap2(base)
+
+
+
+def _describe(idx: "faiss.Index", kind: str) -> str:
+    """The concrete type of ``idx`` as a factory-like string (``Flat``, ``HNSW32,Flat``, ``IVF...``)."""
+    if kind == "flat":
+        return "Flat"
+    if kind == "hnsw":
+        inner = faiss.downcast_index(idx.index)
+        return f"HNSW{inner.hnsw.nb_neighbors(1)},Flat"
+    if kind == "ivf":
+        code = f"PQ{idx.pq.M}" if hasattr(idx, "pq") else (type(idx).__name__.replace("IndexIVF", "") or "Flat")
+        return f"IVF{idx.nlist},{code}"
+    if kind == "refine":
+        ivf = faiss.downcast_index(faiss.extract_index_ivf(faiss.downcast_index(idx.index).base_index))
+        code = f"PQ{ivf.pq.M}" if hasattr(ivf, "pq") else "Flat"
+        quant = faiss.downcast_index(ivf.quantizer)
+        hnsw = f"_HNSW{quant.hnsw.nb_neighbors(1)}" if isinstance(quant, faiss.IndexHNSW) else ""
+        return f"IVF{ivf.nlist}{hnsw},{code},Refine(SQ8)"
+    return type(faiss.downcast_index(idx.index)).__name__
+
+
+def _stored_ids(idx: "faiss.Index", kind: str) -> np.ndarray:
+    """Every id physically in ``idx`` (tombstoned ones included), int64."""
+    if kind == "ivf":
+        inv = idx.invlists
+        parts = []
+        for li in range(idx.nlist):
+            sz = inv.list_size(li)
+            if sz:
+                ptr = inv.get_ids(li)
+                parts.append(faiss.rev_swig_ptr(ptr, sz).copy())
+                inv.release_ids(li, ptr)
+        return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+    return faiss.vector_to_array(idx.id_map).astype(np.int64)
+
+
+def _trained_index(factory: str, dim: int, vecs: np.ndarray) -> "faiss.Index":
+    """A new index of ``factory``, trained on (a sample of) ``vecs`` when its type needs it; ``Flat``
+    when there are too few vectors to train on."""
+    index = _new_index(factory, dim)
+    if index.is_trained:
+        return index
+    need = train_min(factory)
+    if len(vecs) < need:
+        return _new_index("Flat", dim)
+    rng = np.random.default_rng(0)
+    nl = re.search(r"IVF(\d+)", factory)
+    n_train = min(len(vecs), max(need, 64 * (int(nl.group(1)) if nl else 256)))
+    index.train(vecs[rng.choice(len(vecs), n_train, replace=False)] if n_train < len(vecs) else vecs)
+    return index
+
+
+_configured = False
+
+
+def _configure_faiss() -> None:
+    global _configured
+    if not _configured:
+        faiss.cvar.distance_compute_blas_threshold = BLAS_THRESHOLD
+        _configured = True
+
 
 class FaissIndex:
     """A FAISS index stored at ``path`` (see the module doc). Thread-safe (one lock)."""
+
+    metric = "ip"
+    #: metadata filters are applied by the caller after the search
+    supports_filters = False
 
     def __init__(self, index: "faiss.Index", path: str | os.PathLike[str] | None, *, factory: str = "auto",
                  tombstones: np.ndarray | None = None, readonly: bool = False):
         self._index = index
         self.path = None if path is None else Path(path)
         self.factory = factory
+        _configure_faiss()
         self.dim = int(index.d)
-        self.metric = "ip"
         self.readonly = readonly
         self._kind = _kind(index)
         self._lock = threading.RLock()
@@ -143,18 +232,21 @@ class FaissIndex:
         self._tomb = tomb
         self.ef_search = HNSW_EF_SEARCH
         self.nprobe: int | None = None
+        self._sig = file_signature(self.path) if self.path is not None else None
 
     # ------------------------------------------------------------------ construction
     @classmethod
     def create(cls, path: str | os.PathLike[str] | None, dim: int, factory: str = "auto",
-               expected_n: int = 0) -> "FaissIndex":
+               expected_n: int = 0, readonly: bool = False) -> "FaissIndex":
         """An empty index (nothing written until :meth:`save`). ``expected_n`` lets ``auto`` start at
         the right tier (used by reindex); a type that needs training starts as ``Flat`` until
-        :meth:`train` is called or enough vectors were added."""
+        :meth:`train` is called or enough vectors were added. A ``readonly`` index at a ``path`` that
+        does not exist yet picks up the file once a writer saves it (:meth:`reload_if_changed`)."""
         if dim <= 0:
             raise StoreError(f"vector dimension must be positive, got {dim}")
         target = cls._target_for(factory, expected_n, dim)
-        return cls(cls._new_index(target if train_min(target) == 0 else "Flat", dim), path, factory=factory)
+        return cls(_new_index(target if train_min(target) == 0 else "Flat", dim), path, factory=factory,
+                   readonly=readonly)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, factory: str = "auto", readonly: bool = False,
@@ -179,31 +271,6 @@ class FaissIndex:
         return cls(index, path, factory=factory, tombstones=np.union1d(before, after), readonly=readonly)
 
     @staticmethod
-    def _new_index(factory: str, dim: int) -> "faiss.Index":
-        try:
-            base = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
-        except RuntimeError as exc:
-            raise StoreError(f"invalid faiss index factory {factory!r} for dimension {dim}: "
-                             f"{str(exc).splitlines()[0]}; examples: 'auto', 'Flat', 'HNSW32,Flat', "
-                             "'IVF1024,PQ64'") from exc
-        if isinstance(base, faiss.IndexIVF):
-            if isinstance(base, faiss.IndexIVFPQ):
-                # the factory turns on polysemous training, which only serves polysemous search (not
-                # used here) and makes training take minutes instead of seconds
-                base.do_polysemous_training = False
-            return base
-        if isinstance(base, faiss.IndexHNSW):
-            base.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-        if isinstance(base, faiss.IndexRefine):
-            # IndexRefine has no add_with_ids / remove_ids: ids live in the IDMap2 around it and
-            # removals become tombstones, as for HNSW
-            ivf = faiss.try_extract_index_ivf(base.base_index)
-            if ivf is not None and isinstance(faiss.downcast_index(ivf), faiss.IndexIVFPQ):
-                faiss.downcast_index(ivf).do_polysemous_training = False
-            base.k_factor = REFINE_K_FACTOR
-        return faiss.IndexIDMap2(base)
-
-    @staticmethod
     def _target_for(factory: str, n: int, dim: int) -> str:
         if factory == "auto":
             return choose_factory(n, dim)
@@ -213,22 +280,11 @@ class FaissIndex:
     @property
     def index_type(self) -> str:
         """The concrete type now built, as a factory-like string (``Flat``, ``HNSW32,Flat``, ``IVF...``)."""
-        idx = self._index
-        if self._kind == "flat":
-            return "Flat"
-        if self._kind == "hnsw":
-            inner = faiss.downcast_index(idx.index)
-            return f"HNSW{inner.hnsw.nb_neighbors(1)},Flat"
-        if self._kind == "ivf":
-            code = f"PQ{idx.pq.M}" if hasattr(idx, "pq") else (type(idx).__name__.replace("IndexIVF", "") or "Flat")
-            return f"IVF{idx.nlist},{code}"
-        if self._kind == "refine":
-            ivf = faiss.downcast_index(faiss.extract_index_ivf(faiss.downcast_index(idx.index).base_index))
-            code = f"PQ{ivf.pq.M}" if hasattr(ivf, "pq") else "Flat"
-            quant = faiss.downcast_index(ivf.quantizer)
-            hnsw = f"_HNSW{quant.hnsw.nb_neighbors(1)}" if isinstance(quant, faiss.IndexHNSW) else ""
-            return f"IVF{ivf.nlist}{hnsw},{code},Refine(SQ8)"
-        return type(faiss.downcast_index(idx.index)).__name__
+        return _describe(self._index, self._kind)
+
+    @property
+    def location(self) -> str:
+        return self.path.name if self.path is not None else "(memory)"
 
     @property
     def tombstone_count(self) -> int:
@@ -248,18 +304,7 @@ class FaissIndex:
 
     # ------------------------------------------------------------------ ids
     def _raw_ids(self) -> np.ndarray:
-        idx = self._index
-        if self._kind == "ivf":
-            inv = idx.invlists
-            parts = []
-            for li in range(idx.nlist):
-                sz = inv.list_size(li)
-                if sz:
-                    ptr = inv.get_ids(li)
-                    parts.append(faiss.rev_swig_ptr(ptr, sz).copy())
-                    inv.release_ids(li, ptr)
-            return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
-        return faiss.vector_to_array(idx.id_map).astype(np.int64)
+        return _stored_ids(self._index, self._kind)
 
     def ids(self) -> np.ndarray:
         """Live ids (int64); with duplicates if the index holds any (see ``doctor``)."""
@@ -285,7 +330,7 @@ class FaissIndex:
             n_after = len(self) + ids.size
             target = self._target_for(self.factory, n_after, self.dim)
             ready = train_min(target) <= n_after
-            target_kind = _kind(self._new_index(target, self.dim)) if ready else self._kind
+            target_kind = _kind(_new_index(target, self.dim)) if ready else self._kind
             if ready and (_RANK[target_kind] > _RANK[self._kind]
                           or (self.factory != "auto" and target_kind != self._kind)):
                 log.info("vector index: converting %s -> %s at %d vectors", self.index_type, target, n_after)
@@ -293,6 +338,17 @@ class FaissIndex:
             else:
                 self._index.add_with_ids(vectors, ids)
             self._dirty = True
+
+    def reset(self, factory: str | None = None, expected_n: int = 0) -> int:
+        """Empty the index as ``factory`` (None: keep it) sized for ``expected_n`` vectors (``auto``
+        starts at the right tier); returns the sample size :meth:`train` needs (0: none)."""
+        self._writable()
+        with self._lock:
+            self.factory = factory or self.factory
+            target = self._target_for(self.factory, expected_n, self.dim)
+            need = train_min(target)
+            self._set_index(_new_index("Flat" if need else target, self.dim))
+            return need if expected_n >= need else 0
 
     def train(self, sample: np.ndarray) -> None:
         """Make an empty index the trained final type of its factory, trained on ``sample``."""
@@ -303,7 +359,7 @@ class FaissIndex:
             target = self._target_for(self.factory, max(len(sample), 1), self.dim)
             if train_min(target) == 0:
                 return
-            index = self._new_index(target, self.dim)
+            index = _new_index(target, self.dim)
             index.train(np.ascontiguousarray(sample, dtype=np.float32))
             self._set_index(index)
 
@@ -353,16 +409,7 @@ class FaissIndex:
             ids, vecs = ids[keep], vecs[keep]
         if extra is not None:
             ids, vecs = np.concatenate([ids, extra[0]]), np.concatenate([vecs, extra[1]])
-        index = self._new_index(factory, self.dim)
-        if not index.is_trained:
-            need = train_min(factory)
-            if ids.size < need:
-                index = self._new_index("Flat", self.dim)
-            else:
-                rng = np.random.default_rng(0)
-                nl = re.search(r"IVF(\d+)", factory)
-                n_train = min(ids.size, max(need, 64 * (int(nl.group(1)) if nl else 256)))
-                index.train(vecs[rng.choice(ids.size, n_train, replace=False)] if n_train < ids.size else vecs)
+        index = _trained_index(factory, self.dim, vecs)
         if ids.size:
             index.add_with_ids(vecs, ids)
         self._set_index(index)
@@ -374,9 +421,10 @@ class FaissIndex:
         self._dirty = True
 
     # ------------------------------------------------------------------ search
-    def search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, q: np.ndarray, k: int, **filters: object) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` per query row of float32 ``q`` (``(m, dim)`` or ``(dim,)``): ``(scores float32 (m, k),
-        ids int64 (m, k))`` best first; missing results have id ``-1`` and score ``-inf``."""
+        ids int64 (m, k))`` best first; missing results have id ``-1`` and score ``-inf``. ``filters``
+        are ignored (:attr:`supports_filters` is False)."""
         q, k, out_s, out_i = prepare_queries(q, self.dim, k)
         m = q.shape[0]
         with self._lock:
@@ -438,7 +486,25 @@ class FaissIndex:
             if superset.size != self._tomb.size or not tomb_path.exists():
                 _write_tombstones(tomb_path, self._tomb)
             self._dirty = False
+            self._sig = file_signature(self.path)
             return True
+
+    def reload_if_changed(self) -> bool:
+        """Reload from disk if another process saved a newer index (saves are atomic renames, so
+        never a half-written file). Returns True when reloaded."""
+        if self.path is None:
+            return False
+        sig = file_signature(self.path)
+        if sig == self._sig or sig[0] is None:
+            return False
+        fresh = self.load(self.path, factory=self.factory, readonly=self.readonly)
+        with self._lock:
+            self._index, self._kind, self._tomb, self._sig = fresh._index, fresh._kind, fresh._tomb, sig
+            self._dirty = False
+        return True
+
+    def close(self) -> None:
+        """Nothing to release (the index lives in memory or is memory-mapped)."""
 
 
 def tombstones_path(index_path: str | os.PathLike[str]) -> Path:

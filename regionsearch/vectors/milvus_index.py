@@ -47,10 +47,6 @@ _LIKE_UNSAFE = set('"\\')
 AttrsFn = Callable[[np.ndarray], dict[str, np.ndarray]]
 
 
-def is_milvus_url(url: str | None) -> bool:
-    return bool(url) and url.split("://", 1)[0].lower() in ("milvus", "http", "https", "tcp", "grpc")
-
-
 def parse_url(url: str, base_dir: str | Path | None = None) -> dict[str, Any]:
     """Split a ``--vectors`` URL into ``uri`` (what ``MilvusClient`` takes), ``lite``, ``collection``,
     ``index_type``, ``token``."""
@@ -80,7 +76,7 @@ class MilvusIndex:
     """A Milvus collection as a vector index (see the module doc). Thread-safe (one lock)."""
 
     metric = "ip"
-    #: :meth:`search` takes ``path_prefix`` / ``min_area`` / ``kinds`` (see ``DataDir.search_vectors``)
+    #: :meth:`search` takes ``path_prefix`` / ``min_area`` / ``kinds`` (see the ``VectorIndex`` protocol)
     supports_filters = True
 
     def __init__(self, client: Any, collection: str, dim: int, url: str, *, lite: bool, index_type: str,
@@ -245,13 +241,15 @@ class MilvusIndex:
                 self._client.delete(self.collection, ids=[int(i) for i in ids[s:s + _INSERT_CHUNK]])
             self._dirty = True
 
-    def clear(self) -> None:
-        """Drop every vector (the collection is recreated empty; used by ``reindex``)."""
+    def reset(self, factory: str | None = None, expected_n: int = 0) -> int:
+        """Drop every vector (the collection is recreated empty; used by ``reindex``). Milvus chooses
+        and trains its index server-side, so ``factory`` is ignored and no sample is needed."""
         self._writable()
         with self._lock:
             self._client.drop_collection(self.collection)
             self._create_collection()
             self._dirty = True
+        return 0
 
     # ------------------------------------------------------------------ search
     @staticmethod
@@ -306,6 +304,10 @@ class MilvusIndex:
             self._client.flush(self.collection)
             self._dirty = False
             return True
+
+    def reload_if_changed(self) -> bool:
+        """Always False: searches read the collection's current state, so there is nothing to reload."""
+        return False
 
     def close(self) -> None:
         with self._lock:

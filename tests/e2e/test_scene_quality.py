@@ -37,7 +37,7 @@ def test_a_query_without_a_relation_is_plain_search(shapes_engine):
     eng = shapes_engine
     for text in ("red circle", "a green star", "purple hexagon shape"):
         got = [h.to_json() for h in eng.search(text, k=10)]
-        want = [h.to_json() for h in search_vector(eng.datadir, eng.text_vector(text), 10, None,
+        want = [h.to_json() for h in search_vector(eng.datadir, eng.pipeline.encode_text(text), 10, None,
                                                    eng.config.search.oversample,
                                                    whole_margin=eng.config.search.whole_margin)]
         assert got == want and all("relation" not in h for h in got)
@@ -50,14 +50,14 @@ def test_relational_hits_hold_and_score_the_mean_of_both_similarities(shapes_eng
     dd = eng.datadir
     hits = eng.search("a blue square left of a red circle", k=8)
     assert hits
-    qs, qo = eng.text_vector("a blue square"), eng.text_vector("a red circle")
+    qs, qo = eng.pipeline.encode_text("a blue square"), eng.pipeline.encode_text("a red circle")
     for h in hits:
         rel = h.relation
         assert rel["predicate"] == "left_of" and not rel.get("scene")
         obj = dd.get_region(rel["object"]["region_id"])
         assert obj.image_id == h.image_id and obj.region_id != h.region_id
-        s_sim = float(dd.region_embeddings([h.region_id])[0] @ qs)
-        o_sim = float(dd.region_embeddings([obj.region_id])[0] @ qo)
+        s_sim = float(dd.store.embeddings([h.region_id], dd.manifest.dim)[0] @ qs)
+        o_sim = float(dd.store.embeddings([obj.region_id], dd.manifest.dim)[0] @ qo)
         assert rel["object"]["score"] == pytest.approx(o_sim, abs=1e-5)
         assert h.score == pytest.approx((s_sim + o_sim) / 2, abs=1e-5)
         w, hh = obj.image_width, obj.image_height

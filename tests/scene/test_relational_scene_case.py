@@ -31,14 +31,17 @@ def box_row(rid: int, x0: int, y0: int, x1: int, y1: int, kind: str = "mask") ->
 
 
 class Store:
+    """Stands in for a DataDir (``regions_of_image``, ``store.embeddings``, ``manifest.dim``)."""
+
     def __init__(self, rows: list[Row], vecs: dict[int, np.ndarray]):
         self.rows, self.vecs = rows, vecs
+        self.store, self.manifest = self, type("M", (), {"dim": 2})()
 
     def regions_of_image(self, image_id: int) -> list[Row]:
         return [r for r in self.rows if r.image_id == image_id]
 
-    def region_embeddings(self, ids):
-        return np.stack([self.vecs[i] for i in ids]).astype(np.float32)
+    def embeddings(self, ids, dim):
+        return np.stack([self.vecs[i] for i in ids]).astype(np.float32).reshape(-1, dim)
 
 
 def unit(*xs: float) -> np.ndarray:

@@ -1,0 +1,34 @@
+"""The API's pydantic models are checked against the one region type of the library
+(:class:`regionsearch.types.RegionRecord` and its :class:`SearchHit`): same fields, same order."""
+
+from __future__ import annotations
+
+from api.schemas import CandidateOut, Hit, RegionOut, SearchRequest
+from regionsearch.search import MAX_K
+from regionsearch.types import RegionRecord
+
+RECORD = RegionRecord(region_id=7, image_id=3, image_path="/a.png", bbox=(1.0, 2.0, 3.0, 4.0), area=12,
+                      rle={"size": [8, 9], "counts": "abc"}, predicted_iou=0.9, stability_score=0.8,
+                      kind="mask", image_width=9, image_height=8)
+
+
+def test_region_out_is_the_region_record():
+    data = RECORD.to_json()
+    assert list(data) == list(RegionOut.model_fields)
+    assert RegionOut.model_validate(data).model_dump() == data
+
+
+def test_hit_is_the_region_record_with_a_score():
+    data = RECORD.to_hit(0.25).to_json()
+    assert list(data) == list(Hit.model_fields) and data["score"] == 0.25
+    assert Hit.model_validate(data).model_dump() == data
+
+
+def test_segment_text_candidate_is_a_hit_without_ids():
+    data = {k: v for k, v in RECORD.to_hit(0.5).to_json().items() if k not in ("region_id", "image_id", "image_path")}
+    assert list(data) == list(CandidateOut.model_fields)
+    assert CandidateOut.model_validate(data).model_dump() == data
+
+
+def test_openapi_states_the_shared_maximum_k():
+    assert SearchRequest.model_json_schema()["properties"]["k"]["maximum"] == MAX_K == 1000
