@@ -52,7 +52,7 @@ class _Tools:
         from regionsearch.errors import NotFoundError
         from regionsearch.imageio import load_image, path_from_db
 
-        rec = self.engine.datadir.get_image(int(image_id))
+        rec = self.engine.datadir.store.get_image(int(image_id))
         cfg = self.engine.config.ingest
         try:
             return rec, load_image(path_from_db(rec.path), max_pixels=cfg.max_pixels, max_bytes=cfg.max_bytes).array
@@ -88,7 +88,7 @@ class _Tools:
         top = hits[0]
         rles, boxes, names = [top.mask], [top.bbox], [f"#1 {top.score:.3f}"]
         if top.relation is not None and not top.relation.get("scene"):
-            obj = self.engine.datadir.get_region(top.relation["object"]["region_id"])
+            obj = self.engine.datadir.store.get_region(top.relation["object"]["region_id"])
             rles.append(obj.rle)
             boxes.append(obj.bbox)
             names.append(top.relation["predicate"])
@@ -124,7 +124,7 @@ class _Tools:
     def get_region(self, region_id: int) -> tuple[dict, tuple]:
         from .routes.common import region_json
 
-        row = self.engine.datadir.get_region(int(region_id))
+        row = self.engine.datadir.store.get_region(int(region_id))
         return region_json(row), (row.image_id, [row.rle], [row.bbox], [f"region {row.region_id}"])
 
 

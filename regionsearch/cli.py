@@ -284,7 +284,7 @@ def _indexed_image(eng: Any, image: str) -> Any:
             _fail(f"there is no data directory at {eng.data_dir}, so image id {image} is unknown")
         return None
     if image.isdigit() and not os.path.exists(image):
-        return eng.datadir.get_image(int(image))
+        return eng.datadir.store.get_image(int(image))
     rec = eng.datadir.image_by_path(path_to_db(os.path.abspath(image)))
     return rec if rec is not None and rec.status == "indexed" else None
 

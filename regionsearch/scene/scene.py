@@ -279,7 +279,7 @@ def scene_of_indexed(datadir: Any, image_id: int, labeler: Labeler, scene_cfg: A
                      labels: Sequence[str] | None = None) -> Scene:
     """The scene of an indexed image from its stored regions and embeddings (no model but the
     text tower runs). ``datadir``: an open :class:`~regionsearch.datadir.DataDir`."""
-    rec = datadir.get_image(image_id)
+    rec = datadir.store.get_image(image_id)
     if rec.status != "indexed" or not rec.width or not rec.height:
         raise InvalidRequestError(f"image {image_id} is not indexed ({rec.status}: {rec.error or 'no regions'})")
     rows = [r for r in datadir.regions_of_image(rec.id) if r.kind == "mask"]

@@ -54,7 +54,7 @@ def test_relational_hits_hold_and_score_the_mean_of_both_similarities(shapes_eng
     for h in hits:
         rel = h.relation
         assert rel["predicate"] == "left_of" and not rel.get("scene")
-        obj = dd.get_region(rel["object"]["region_id"])
+        obj = dd.store.get_region(rel["object"]["region_id"])
         assert obj.image_id == h.image_id and obj.region_id != h.region_id
         s_sim = float(dd.store.embeddings([h.region_id], dd.manifest.dim)[0] @ qs)
         o_sim = float(dd.store.embeddings([obj.region_id], dd.manifest.dim)[0] @ qo)
