@@ -201,8 +201,11 @@ def search(
 
     for rank, h in enumerate(hits, 1):
         x, y, w, hh = h.bbox
+        rel = h.relation
+        why = "" if rel is None else (f"  {rel['predicate']} the whole image ({rel['object']['score']:.4f})" if rel.get("scene")
+                                      else f"  {rel['predicate']} region {rel['object']['region_id']} ({rel['object']['score']:.4f})")
         typer.echo(f"{rank:3d}. {h.score:.4f}  {display_path(h.image_path)}  region {h.region_id} "
-                   f"[{h.kind}] box x={x:.0f} y={y:.0f} w={w:.0f} h={hh:.0f} area={h.area}")
+                   f"[{h.kind}] box x={x:.0f} y={y:.0f} w={w:.0f} h={hh:.0f} area={h.area}{why}")
 
 
 def _abs_prefix(prefix: str | None) -> str | None:
