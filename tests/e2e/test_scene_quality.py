@@ -58,8 +58,9 @@ def test_relational_hits_hold_and_score_the_mean_of_both_similarities(shapes_eng
         assert obj.image_id == h.image_id and obj.region_id != h.region_id
         s_sim = float(dd.store.embeddings([h.region_id], dd.manifest.dim)[0] @ qs)
         o_sim = float(dd.store.embeddings([obj.region_id], dd.manifest.dim)[0] @ qo)
+        # the index holds float32 vectors, SQL float16 copies (used here and for the object): ~1e-4 apart
         assert rel["object"]["score"] == pytest.approx(o_sim, abs=1e-5)
-        assert h.score == pytest.approx((s_sim + o_sim) / 2, abs=1e-5)
+        assert h.score == pytest.approx((s_sim + o_sim) / 2, abs=2e-3)
         w, hh = obj.image_width, obj.image_height
         geom = measure([ObjectMask.from_rle(h.mask).without_specks(), ObjectMask.from_rle(obj.rle).without_specks()],
                        w, hh)
