@@ -73,8 +73,25 @@ def _region_fields(*, ids: bool = True, score: str | None = None, image_size: bo
     return fields
 
 
-Hit = create_model("Hit", __doc__="The hit schema shared with the CLI (``SearchHit.to_json``).",
-                   **_region_fields(score="cosine similarity of the region's and the query's CLIP embeddings"))
+class RelationObject(BaseModel):
+    region_id: int
+    bbox: list[float] = Field(description="XYWH pixels")
+    score: float = Field(description="cosine similarity of the object region to the object text")
+
+
+class HitRelation(BaseModel):
+    """Why a relational query ("X left of Y") matched: the relation and its object region."""
+
+    predicate: str
+    object: RelationObject
+    scene: Optional[bool] = Field(default=None, description="true when the object is the whole image "
+                                  "(\"X in Y\" where Y describes the scene)")
+
+
+Hit = create_model("Hit", __doc__="The hit schema shared with the CLI (``SearchHit.to_json``); ``relation`` "
+                   "only in hits of relational queries.",
+                   **_region_fields(score="cosine similarity of the region's and the query's CLIP embeddings"),
+                   relation=(Optional[HitRelation], None))
 RegionOut = create_model("RegionOut", __doc__="One region (``RegionRecord.to_json``).", **_region_fields(image_size=True))
 CandidateOut = create_model("CandidateOut", __doc__="A region of one image ranked by ``/v1/segment/text``.",
                             **_region_fields(ids=False, score="cosine similarity to the text"))

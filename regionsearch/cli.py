@@ -60,7 +60,7 @@ def _compose() -> None:
 
 
 def _engine(config: str | None, data_dir: str | None, db: str | None, device: str | None,
-            create: bool = True, vectors: str | None = None, **overrides: Any) -> Any:
+            create: bool = True, vectors: str | None = None, readonly: bool = False, **overrides: Any) -> Any:
     from .config import load_config
     from .engine import Engine
 
@@ -80,7 +80,7 @@ def _engine(config: str | None, data_dir: str | None, db: str | None, device: st
             node[leaf] = value
     cfg = load_config(config or _STATE.get("config"), over)
     return Engine(cfg, data_dir or _STATE.get("data_dir"), db or _STATE.get("db"), create=create,
-                  vectors_url=vectors or _STATE.get("vectors"))
+                  vectors_url=vectors or _STATE.get("vectors"), readonly=readonly)
 
 
 @app.callback(invoke_without_command=True)
@@ -201,8 +201,11 @@ def search(
 
     for rank, h in enumerate(hits, 1):
         x, y, w, hh = h.bbox
+        rel = h.relation
+        why = "" if rel is None else (f"  {rel['predicate']} the whole image ({rel['object']['score']:.4f})" if rel.get("scene")
+                                      else f"  {rel['predicate']} region {rel['object']['region_id']} ({rel['object']['score']:.4f})")
         typer.echo(f"{rank:3d}. {h.score:.4f}  {display_path(h.image_path)}  region {h.region_id} "
-                   f"[{h.kind}] box x={x:.0f} y={y:.0f} w={w:.0f} h={hh:.0f} area={h.area}")
+                   f"[{h.kind}] box x={x:.0f} y={y:.0f} w={w:.0f} h={hh:.0f} area={h.area}{why}")
 
 
 def _abs_prefix(prefix: str | None) -> str | None:
@@ -224,6 +227,81 @@ def _save_overlays(hits: list[Any], folder: Path, text: str) -> None:
             continue
         out = overlay(img, [h.mask], [h.bbox], [f"{h.score:.3f}"], title=f"{text!r} #{rank}")
         (folder / f"{rank:03d}_region{h.region_id}.png").write_bytes(to_png(out))
+
+
+@app.command()
+def scene(
+    image: Annotated[str, typer.Argument(help="An indexed image's path or id, or any image file (segmented on "
+                                         "the fly; nothing is stored).")],
+    as_json: JsonOpt = False,
+    labels: Annotated[Optional[str], typer.Option("--labels", help="Label vocabulary: a file with one name per line "
+                                                  "or comma-separated names, e.g. \"cat,dog,car\". Default: the "
+                                                  "config's (tiny: the 30 shapes classes; default: a built-in list "
+                                                  "of common objects).")] = None,
+    save: Annotated[Optional[Path], typer.Option("--save", help="Also write a PNG with the objects outlined and "
+                                                 "labelled.")] = None,
+    config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None, device: DeviceOpt = None,
+) -> None:
+    """Objects (zero-shot CLIP labels), their spatial relations and a compact description of one
+    image, for people and language models (--json: the scene schema of GET /v1/images/{id}/scene).
+
+    Relations: left_of/right_of, above/below (centroids more than 5% of the image apart), near
+    (masks within 5% of the image's longer side), inside/contains (>= 90% inside the hole-filled
+    mask), overlaps (boxes intersect, neither inside the other).
+    """
+    from .scene.scene import labeler_for, scene_of_array, scene_of_indexed
+    from .scene.vocabulary import parse_labels
+
+    names = parse_labels(labels)
+    eng = _engine(config, data_dir, db, device, create=False, readonly=True)
+    with eng:
+        rec = _indexed_image(eng, image)
+        lab = labeler_for(eng.pipeline.embedder)
+        if rec is not None:
+            result = scene_of_indexed(eng.datadir, rec.id, lab, eng.config.scene, names)
+        else:
+            from .imageio import load_image
+
+            if not os.path.isfile(image):
+                _fail(f"{image} is neither an indexed image (path or id) nor an image file")
+            cfg = eng.config.ingest
+            loaded = load_image(image, max_pixels=cfg.max_pixels, max_bytes=cfg.max_bytes)
+            result = scene_of_array(loaded.array, eng.pipeline, lab, eng.config.scene, names,
+                                    path=os.path.abspath(image))
+    if save is not None:
+        _save_scene(result, save)
+    if as_json:
+        typer.echo(json.dumps(result.to_json(), indent=2))
+        return
+    typer.echo(result.text)
+
+
+def _indexed_image(eng: Any, image: str) -> Any:
+    """The indexed record of IMAGE (an id, or a path), or None when it is not indexed (or there
+    is no data directory yet)."""
+    from .datadir import MANIFEST_NAME
+    from .imageio import path_to_db
+
+    if not (Path(eng.data_dir) / MANIFEST_NAME).exists():
+        if image.isdigit() and not os.path.exists(image):
+            _fail(f"there is no data directory at {eng.data_dir}, so image id {image} is unknown")
+        return None
+    if image.isdigit() and not os.path.exists(image):
+        return eng.datadir.store.get_image(int(image))
+    rec = eng.datadir.image_by_path(path_to_db(os.path.abspath(image)))
+    return rec if rec is not None and rec.status == "indexed" else None
+
+
+def _save_scene(result: Any, path: Path) -> None:
+    from .imageio import load_image, path_from_db
+    from .render import overlay, to_png
+    from .scene.scene import object_names
+
+    img = load_image(path_from_db(result.image["path"])).array
+    objs = result.objects
+    out = overlay(img, [o.mask for o in objs], [o.bbox for o in objs], object_names([o.label for o in objs]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(to_png(out))
 
 
 @app.command()
@@ -381,6 +459,21 @@ def serve(
     run_server(host=host, port=port, config=config or _STATE.get("config"),
                data_dir=data_dir or _STATE.get("data_dir"), db=db or _STATE.get("db"),
                device=device or _STATE.get("device"))
+
+
+@app.command()
+def mcp(
+    config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None, device: DeviceOpt = None,
+) -> None:
+    """Serve the Model Context Protocol over stdio for LLM agents (tools: search_regions,
+    describe_scene, segment, get_region). Register it with a client as the command
+    `regionsearch mcp --data-dir D` (see README)."""
+    try:
+        from api.mcp_server import run_mcp
+    except ImportError as exc:
+        _fail(f"the MCP server needs the mcp package: pip install 'regionsearch[mcp]' ({exc})")
+    run_mcp(config=config or _STATE.get("config"), data_dir=data_dir or _STATE.get("data_dir"),
+            db=db or _STATE.get("db"), device=device or _STATE.get("device"))
 
 
 @app.command()

@@ -181,6 +181,27 @@ class SearchConfig:
 
 
 @dataclass(frozen=True)
+class SceneConfig:
+    """Scenes (``regionsearch scene``): zero-shot labels and object clean-up.
+
+    ``vocabulary``: label names (empty: the built-in list of common object names, see
+    :mod:`regionsearch.scene.vocabulary`); ``templates``: prompt templates with ``{}`` for the
+    name, averaged in embedding space (empty: the built-in photo templates). ``label_scale``
+    multiplies cosine similarities before the softmax that gives ``label_score`` (CLIP's logit
+    scale). ``duplicate_iou``: of two masks with IoU >= it, only the better is an object;
+    ``part_fraction``: a mask at least this much inside a larger one of the same label is a part;
+    ``drop_fragments``: so is one inside a larger one of another label with a higher SAM quality.
+    """
+
+    vocabulary: tuple[str, ...] = ()
+    templates: tuple[str, ...] = ()
+    label_scale: float = 100.0
+    duplicate_iou: float = 0.8
+    part_fraction: float = 0.9
+    drop_fragments: bool = True
+
+
+@dataclass(frozen=True)
 class VideoConfig:
     """Videos as object tracks (:mod:`regionsearch.video`).
 
@@ -213,6 +234,7 @@ class Config:
     index: IndexConfig = field(default_factory=IndexConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+    scene: SceneConfig = field(default_factory=SceneConfig)
     video: VideoConfig = field(default_factory=VideoConfig)
 
     def __post_init__(self) -> None:

@@ -21,6 +21,7 @@ import numpy as np
 
 from .config import SearchConfig
 from .errors import InvalidRequestError
+from .scene.query import parse_relational
 from .types import Region, RegionRecord, SearchHit
 
 #: the default largest ``k`` (``search.max_k`` of the config), the same for CLI and API
@@ -192,6 +193,13 @@ def search(source: Any, query: Query, k: int = 10, filters: SearchFilters | None
     exclude: tuple[int, ...] = ()
     if query.text is not None:
         text = check_text(query.text, config.max_text_chars if max_text_chars is None else max_text_chars)
+        rel = parse_relational(text) if hasattr(source, "regions_of_image") else None
+        if rel is not None:  # "X left of Y": regionsearch.scene.relational (a RegionSet ranks plainly)
+            from .scene.relational import relational_search
+
+            f = filters or SearchFilters()
+            f.validate()
+            return relational_search(source, _need(encoder).encode_text, rel, k, f, config.oversample, search_vector)
         q = _need(encoder).encode_text(text)
     elif query.image is not None:
         q = _need(encoder).encode_image(query.image)

@@ -9,7 +9,7 @@ import pytest
 
 from regionsearch.cli import main
 
-COMMANDS = ("index", "search", "serve", "info", "doctor", "remove", "eval", "reindex", "demo")
+COMMANDS = ("index", "search", "serve", "info", "doctor", "remove", "eval", "reindex", "demo", "scene", "mcp")
 
 
 def _run(args, capsys):

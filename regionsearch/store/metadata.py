@@ -390,6 +390,13 @@ class MetadataStore:
             ids = conn.execute(select(embeddings.c.region_id)).scalars().all()
         return np.asarray(ids, np.int64)
 
+    def embeddings(self, region_ids: Sequence[int], dim: int) -> np.ndarray:
+        """Stored embeddings of ``region_ids``, float32 ``(n, dim)`` in that order (zeros where none)."""
+        out, pos = np.zeros((len(region_ids), dim), np.float32), {int(r): i for i, r in enumerate(region_ids)}
+        for ids, vecs in self.iter_embeddings(dim, np.asarray(list(pos), np.int64)):
+            out[[pos[int(i)] for i in ids]] = vecs
+        return out
+
     def iter_embeddings(self, dim: int, ids: np.ndarray | None = None,
                         chunk: int = 20_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(ids int64, vectors float32 (n, dim))`` of stored embeddings (all, or those ids)."""
