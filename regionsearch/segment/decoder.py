@@ -1,0 +1,284 @@
+"""SAM 2.1's mask decoder restructured so that per-image work is done once per image.
+
+Same weights, same maths as sam2's ``MaskDecoder`` + ``TwoWayTransformer`` (``sam2/modeling/sam/
+mask_decoder.py``, ``transformer.py``); what changes is where the work goes. sam2 copies the
+``(hw, C)`` image tokens (4,096 x 256 for a 1024-px model) once per prompt and runs everything on
+each copy. Here:
+
+1. **Per image, once** (:meth:`SharedWorkDecoder.prepare`): the image tokens plus the no-mask
+   embedding (``src``), the positional encoding, their sum, and the three projections of layer 1
+   that do not depend on the prompt: the token-to-image attention's key and value projections
+   and the image-to-token attention's query projection (in layer 1 the image side has not yet
+   seen any prompt). The high-resolution features are re-laid out once for the upscaling (4).
+2. **Layer 1 per prompt batch** only projects the prompt tokens: the token-to-image attention of
+   every prompt of the batch runs as *one* attention over the shared keys (each query row's
+   softmax is independent of the other rows, so stacking all prompts' queries is the same
+   maths); the image-to-token attention multiplies the shared image queries by each prompt's
+   few keys. The first per-prompt ``(hw, C)`` tensor is the layer's output.
+3. **Channels-last tokens throughout**: sam2 flattens ``B x C x H x W`` into a permuted view,
+   so every ``keys + key_pe`` adds two tensors of different memory layouts (a strided copy per
+   addition); here image tokens and the positional encoding are contiguous ``(hw, C)``, and
+   ``keys + key_pe``, which sam2 computes twice per layer (once for each cross attention: the
+   keys do not change in between), is computed once, with the token-to-image key projection and
+   the image-to-token query projection fused into one matrix product.
+4. **Upscaling without layout round trips**: a ``ConvTranspose2d`` with kernel 2 and stride 2 is
+   a per-pixel linear map to 2x2 output pixels, so both are matrix products on channels-last
+   tokens; the output pixels are kept in block order (coarse pixel, then 2x2 sub-pixel) so no
+   intermediate is permuted, the high-resolution features are permuted into that order once
+   per image, sam2's hand-written ``LayerNorm2d`` (five element-wise passes over a
+   channels-first tensor) becomes one ``layer_norm`` over the contiguous last axis, and only the
+   small final ``(B, masks, H, W)`` logits are permuted back to image order.
+5. Only the mask tokens whose masks are returned are turned into masks (sam2 computes all four
+   and drops one or three).
+
+Results equal sam2's up to floating-point summation order (``tests/segment/test_decoder.py``:
+the tiny model and the real hiera-tiny architecture, float32, points, boxes, mask inputs,
+single and multimask). With ``dtype`` bfloat16/float16 the prompt-dependent work runs under
+autocast (the per-image tensors are kept in that dtype); the logits are returned as float32.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import ConfigError
+
+#: names accepted by ``segment.dtype``
+DECODER_DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def resolve_dtype(name: str, device: Any) -> Any:
+    """``segment.dtype`` -> a torch dtype for ``device``.
+
+    ``auto``: bfloat16 on CUDA and on CPUs that multiply bfloat16 natively (AVX512-BF16 / AMX, as
+    reported by oneDNN), float32 elsewhere (emulated bfloat16 is slower than float32).
+    """
+    import torch
+
+    if name not in DECODER_DTYPES:
+        raise ConfigError(f"segment.dtype must be one of {', '.join(DECODER_DTYPES)}, got {name!r}")
+    if name != "auto":
+        return getattr(torch, name)
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if dev.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+@dataclass
+class ImageContext:
+    """The prompt-independent tensors of one image (see the module docstring, point 1).
+
+    Token tensors are ``(1, hw, C)`` channels-last; ``k1``/``v1``/``q1`` are split into heads,
+    ``(1, heads, hw, C_head)``; ``feat_s1``/``feat_s0`` are the high-resolution features in the
+    block order of the upscaling, ``(1, hw * 4, C / 4)`` and ``(1, hw * 16, C / 8)``.
+    """
+
+    image: Any  # image tokens without the no-mask embedding (for mask prompts)
+    src: Any  # image tokens + no-mask embedding
+    pe: Any
+    src_pe: Any
+    k1: Any
+    v1: Any
+    q1: Any
+    feat_s1: Any
+    feat_s0: Any
+    hw: tuple[int, int]
+
+
+def _heads(x: Any, n: int) -> Any:
+    """``(B, N, C)`` -> ``(B, heads, N, C / heads)`` (sam2's ``_separate_heads``)."""
+    b, t, c = x.shape
+    return x.reshape(b, t, n, c // n).transpose(1, 2)
+
+
+def _merge(x: Any) -> Any:
+    """``(B, heads, N, C_head)`` -> ``(B, N, C)`` (sam2's ``_recombine_heads``)."""
+    b, n, t, d = x.shape
+    return x.transpose(1, 2).reshape(b, t, n * d)
+
+
+class SharedWorkDecoder:
+    """Decodes prompt batches of one image against a prepared :class:`ImageContext`.
+
+    ``model``: a ``SAM2Base`` (its ``sam_mask_decoder`` and ``sam_prompt_encoder`` are used, not
+    copied); ``dtype``: a torch dtype for the prompt-dependent work (float32 is the exact path).
+    Stateless between calls apart from read-only weights, so one instance serves many images.
+    """
+
+    def __init__(self, model: Any, dtype: Any = None):
+        import torch
+
+        self.model = model
+        self.md = md = model.sam_mask_decoder
+        self.tr = tr = md.transformer
+        self.dtype = dtype or torch.float32
+        self.device = md.iou_token.weight.device
+        if not md.use_high_res_features:
+            raise ConfigError("the shared-work decoder needs a SAM 2.1 model with high-resolution features")
+        self.s = 1 if md.pred_obj_scores else 0
+        first = tr.layers[0]
+        if not first.skip_first_layer_pe:
+            raise ConfigError("unexpected SAM 2.1 decoder: its first layer adds the positional encoding")
+        with torch.no_grad():
+            tokens = [md.iou_token.weight, md.mask_tokens.weight]
+            if md.pred_obj_scores:
+                tokens.insert(0, md.obj_score_token.weight)
+            self.output_tokens = torch.cat(tokens, dim=0)
+            # layers >= 2: keys + key_pe feeds the token-to-image key projection and the
+            # image-to-token query projection; one product with the two weight matrices stacked
+            self.fused = []
+            for layer in tr.layers[1:]:
+                a, b = layer.cross_attn_token_to_image.k_proj, layer.cross_attn_image_to_token.q_proj
+                self.fused.append((torch.cat([a.weight, b.weight]), torch.cat([a.bias, b.bias]), a.out_features))
+            # ConvTranspose2d(k=2, s=2) as a linear map per input pixel: weight (in, out, 2, 2) ->
+            # (2*2*out, in) with the output channel fastest, so the result is (.., di, dj, out)
+            dc1, ln1, _, dc2, _ = md.output_upscaling
+            self.up = [(self._as_linear(dc.weight), dc.bias.repeat(4), dc.out_channels) for dc in (dc1, dc2)]
+        self.ln1 = ln1
+
+    @staticmethod
+    def _as_linear(weight: Any) -> Any:
+        cin, cout = weight.shape[:2]
+        return weight.permute(2, 3, 1, 0).reshape(4 * cout, cin).contiguous()
+
+    # ------------------------------------------------------------------ per image
+    def prepare(self, image_embed: Any, high_res_feats: list[Any]) -> ImageContext:
+        """Per-image work from sam2's predictor features: ``image_embed`` ``(1, C, h, w)``,
+        ``high_res_feats`` ``[(1, C/8, 4h, 4w), (1, C/4, 2h, 2w)]`` (already through
+        ``conv_s0``/``conv_s1``, as ``SAM2ImagePredictor`` stores them)."""
+        import torch
+
+        md, tr = self.md, self.tr
+        pe_enc = self.model.sam_prompt_encoder
+        _, c, h, w = image_embed.shape
+        with torch.inference_mode(), self._autocast():
+            image = image_embed.flatten(2).transpose(1, 2).contiguous()  # (1, hw, C)
+            pe = pe_enc.get_dense_pe().flatten(2).transpose(1, 2).contiguous()
+            src = image + pe_enc.no_mask_embed.weight.reshape(1, 1, -1)
+            src_pe = src + pe
+            t2i, i2t = tr.layers[0].cross_attn_token_to_image, tr.layers[0].cross_attn_image_to_token
+            k1 = _heads(t2i.k_proj(src_pe), t2i.num_heads).contiguous()
+            v1 = _heads(t2i.v_proj(src), t2i.num_heads).contiguous()
+            q1 = _heads(i2t.q_proj(src_pe), i2t.num_heads).contiguous()
+            s0, s1 = high_res_feats
+            # s1[o, 2i+di, 2j+dj] -> (i, j, di, dj, o); s0[o, 4i+2di+ei, 4j+2dj+ej] -> (i, j, di, dj, ei, ej, o)
+            c4, c8 = s1.shape[1], s0.shape[1]
+            feat_s1 = s1.reshape(1, c4, h, 2, w, 2).permute(0, 2, 4, 3, 5, 1).reshape(1, h * w * 4, c4)
+            feat_s0 = s0.reshape(1, c8, h, 2, 2, w, 2, 2).permute(0, 2, 5, 3, 6, 4, 7, 1).reshape(1, h * w * 16, c8)
+            cast = self._cast
+            return ImageContext(image=cast(image), src=cast(src), pe=cast(pe), src_pe=cast(src_pe), k1=cast(k1),
+                                v1=cast(v1), q1=cast(q1), feat_s1=cast(feat_s1), feat_s0=cast(feat_s0), hw=(h, w))
+
+    def _cast(self, x: Any) -> Any:
+        return x.to(self.dtype).contiguous()
+
+    def _autocast(self) -> Any:
+        import contextlib
+
+        import torch
+
+        if self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    # ------------------------------------------------------------------ per prompt batch
+    def decode(self, ctx: ImageContext, sparse: Any, dense: Any | None, multimask: bool) -> tuple[Any, Any]:
+        """Low-resolution mask logits ``(B, K, 4h, 4w)`` float32 and predicted IoU ``(B, K)`` for
+        ``B`` prompts: ``sparse`` ``(B, N, C)`` from the prompt encoder; ``dense`` ``(B, C, h, w)``
+        mask-prompt embeddings or ``None`` (no mask prompt: the shared no-mask path). ``K`` is 3
+        for ``multimask`` else 1, chosen as sam2's ``MaskDecoder.forward`` chooses."""
+        import torch
+
+        with torch.inference_mode(), self._autocast():
+            masks, iou = self._decode(ctx, sparse.to(self.dtype), dense, multimask)
+        return masks.float(), iou.float()
+
+    def _decode(self, ctx: ImageContext, sparse: Any, dense: Any | None, multimask: bool) -> tuple[Any, Any]:
+        import torch
+        import torch.nn.functional as F
+
+        md, tr = self.md, self.tr
+        b = sparse.shape[0]
+        tokens = torch.cat([self.output_tokens.to(sparse.dtype).unsqueeze(0).expand(b, -1, -1), sparse], dim=1)
+        query_pe = tokens
+        h, w = ctx.hw
+
+        # ---- layer 1 (no positional encoding on its self-attention: skip_first_layer_pe)
+        first = tr.layers[0]
+        queries = first.norm1(first.self_attn(q=tokens, k=tokens, v=tokens))
+        t2i, i2t = first.cross_attn_token_to_image, first.cross_attn_image_to_token
+        if dense is None:
+            src, src_pe, k1, v1, q1 = ctx.src, ctx.src_pe, ctx.k1, ctx.v1, ctx.q1
+        else:  # a mask prompt changes the image side per prompt: sam2's maths on this batch
+            src = ctx.image + self._cast(dense.flatten(2).transpose(1, 2))
+            src_pe = src + ctx.pe
+            k1, v1 = _heads(t2i.k_proj(src_pe), t2i.num_heads), _heads(t2i.v_proj(src), t2i.num_heads)
+            q1 = _heads(i2t.q_proj(src_pe), i2t.num_heads)
+        q = t2i.q_proj(queries + query_pe)
+        if k1.shape[0] == 1:  # shared keys: all prompts' query rows in one attention
+            att = F.scaled_dot_product_attention(_heads(q.reshape(1, -1, q.shape[-1]), t2i.num_heads), k1, v1)
+            att = _merge(att).reshape(b, -1, q.shape[-1])
+        else:
+            att = _merge(F.scaled_dot_product_attention(_heads(q, t2i.num_heads), k1, v1))
+        queries = first.norm2(queries + t2i.out_proj(att))
+        queries = first.norm3(queries + first.mlp(queries))
+        keys = first.norm4(src + i2t.out_proj(self._image_to_token(i2t, q1, queries + query_pe, queries)))
+
+        # ---- layers >= 2: everything depends on the prompt
+        for layer, (wf, bf, ci) in zip(tr.layers[1:], self.fused):
+            q = queries + query_pe
+            queries = layer.norm1(queries + layer.self_attn(q=q, k=q, v=queries))
+            kq = F.linear(keys + ctx.pe, wf.to(keys.dtype), bf.to(keys.dtype))
+            k, q_img = kq[..., :ci], kq[..., ci:]
+            t2i, i2t = layer.cross_attn_token_to_image, layer.cross_attn_image_to_token
+            att = F.scaled_dot_product_attention(_heads(t2i.q_proj(queries + query_pe), t2i.num_heads),
+                                                 _heads(k, t2i.num_heads), _heads(t2i.v_proj(keys), t2i.num_heads))
+            queries = layer.norm2(queries + t2i.out_proj(_merge(att)))
+            queries = layer.norm3(queries + layer.mlp(queries))
+            out = self._image_to_token(i2t, _heads(q_img, i2t.num_heads), queries + query_pe, queries)
+            keys = layer.norm4(keys + i2t.out_proj(out))
+
+        # ---- final token-to-image attention (sam2's module, on contiguous keys + pe)
+        att = tr.final_attn_token_to_image(q=queries + query_pe, k=keys + ctx.pe, v=keys)
+        hs = tr.norm_final_attn(queries + att)
+
+        # ---- which masks are returned (sam2's MaskDecoder.forward)
+        s = self.s
+        dynamic = not multimask and md.dynamic_multimask_via_stability and not md.training
+        chosen = list(range(1, md.num_mask_tokens)) if multimask else \
+            list(range(md.num_mask_tokens)) if dynamic else [0]
+        hyper = torch.stack([md.output_hypernetworks_mlps[i](hs[:, s + 1 + i]) for i in chosen], dim=1)
+        iou = md.iou_prediction_head(hs[:, s])
+
+        # ---- upscaling on channels-last tokens in block order (module docstring, point 4)
+        (w1, b1, c4), (w2, b2, c8) = self.up
+        dc1_act, dc2_act = md.output_upscaling[2], md.output_upscaling[4]
+        up = F.linear(keys, w1.to(keys.dtype), b1.to(keys.dtype)).reshape(b, -1, c4) + ctx.feat_s1
+        up = dc1_act(F.layer_norm(up, (c4,), self.ln1.weight.to(up.dtype), self.ln1.bias.to(up.dtype), self.ln1.eps))
+        up = dc2_act(F.linear(up, w2.to(up.dtype), b2.to(up.dtype)).reshape(b, -1, c8) + ctx.feat_s0)
+        k = len(chosen)
+        masks = torch.matmul(up, hyper.to(up.dtype).transpose(1, 2))  # (B, hw*16, K) block order
+        masks = masks.reshape(b, h, w, 2, 2, 2, 2, k).permute(0, 7, 1, 3, 5, 2, 4, 6).reshape(b, k, 4 * h, 4 * w)
+
+        if multimask:
+            return masks, iou[:, 1:]
+        if dynamic:
+            return md._dynamic_multimask_via_stability(masks.float(), iou.float())
+        return masks, iou[:, 0:1]
+
+    @staticmethod
+    def _image_to_token(attn: Any, q_img: Any, k_tokens: Any, v_tokens: Any) -> Any:
+        """Image-to-token attention with the image queries already projected and split into heads
+        (``(1 or B, heads, hw, C_head)``): only the prompt tokens are projected here. Returns the
+        merged heads ``(B, hw, C_internal)`` before ``out_proj``."""
+        import torch
+
+        k = _heads(attn.k_proj(k_tokens), attn.num_heads)
+        v = _heads(attn.v_proj(v_tokens), attn.num_heads)
+        scores = torch.matmul(q_img, k.transpose(-1, -2)) * (1.0 / math.sqrt(k.shape[-1]))
+        return _merge(torch.matmul(scores.softmax(-1), v))
