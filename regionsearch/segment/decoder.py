@@ -43,30 +43,29 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ConfigError
-
-#: names accepted by ``segment.dtype``
-DECODER_DTYPES = ("auto", "float32", "bfloat16", "float16")
+from ..config import SEGMENT_DTYPES
+from ..errors import ConfigError, UnknownNameError
 
 
 def resolve_dtype(name: str, device: Any) -> Any:
-    """``segment.dtype`` -> a torch dtype for ``device``.
+    """``segment.dtype`` (one of ``SEGMENT_DTYPES``) -> a torch dtype for ``device``.
 
-    ``auto``: bfloat16 on CUDA and on CPUs that multiply bfloat16 natively (AVX512-BF16 / AMX, as
-    reported by oneDNN), float32 elsewhere (emulated bfloat16 is slower than float32).
+    ``auto``: bfloat16 where it is multiplied natively (:func:`~regionsearch.models.device.
+    native_bfloat16`), float16 on CUDA devices without bfloat16, float32 elsewhere (emulated
+    bfloat16 is slower than float32).
     """
     import torch
 
-    if name not in DECODER_DTYPES:
-        raise ConfigError(f"segment.dtype must be one of {', '.join(DECODER_DTYPES)}, got {name!r}")
+    from ..models.device import native_bfloat16
+
+    if name not in SEGMENT_DTYPES:
+        raise UnknownNameError("segment dtype", name, SEGMENT_DTYPES)
     if name != "auto":
         return getattr(torch, name)
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if dev.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+    dev = str(device)
+    if native_bfloat16(dev):
         return torch.bfloat16
-    return torch.float32
+    return torch.float16 if dev.startswith("cuda") else torch.float32
 
 
 @dataclass
@@ -107,12 +106,19 @@ class SharedWorkDecoder:
 
     ``model``: a ``SAM2Base`` (its ``sam_mask_decoder`` and ``sam_prompt_encoder`` are used, not
     copied); ``dtype``: a torch dtype for the prompt-dependent work (float32 is the exact path).
-    Stateless between calls apart from read-only weights, so one instance serves many images.
+    ``compile_batch``: if > 0, the per-batch work is ``torch.compile``d for batches of exactly
+    that many prompts (smaller batches are padded with copies of their last prompt, so one
+    compiled graph serves every call; the inductor cache lives in the user cache dir). Stateless
+    between calls apart from read-only weights, so one instance serves many images.
     """
 
-    def __init__(self, model: Any, dtype: Any = None):
+    def __init__(self, model: Any, dtype: Any = None, compile_batch: int = 0):
         import torch
 
+        self.compile_batch = int(compile_batch)
+        if self.compile_batch > 0:
+            _inductor_cache()
+            self._decode = torch.compile(self._decode, dynamic=False)  # type: ignore[method-assign]
         self.model = model
         self.md = md = model.sam_mask_decoder
         self.tr = tr = md.transformer
@@ -194,9 +200,13 @@ class SharedWorkDecoder:
         for ``multimask`` else 1, chosen as sam2's ``MaskDecoder.forward`` chooses."""
         import torch
 
+        b = sparse.shape[0]
+        pad = self.compile_batch - b if dense is None and 0 < b < self.compile_batch else 0
+        if pad:
+            sparse = torch.cat([sparse, sparse[-1:].expand(pad, -1, -1)])
         with torch.inference_mode(), self._autocast():
             masks, iou = self._decode(ctx, sparse.to(self.dtype), dense, multimask)
-        return masks.float(), iou.float()
+        return masks[:b].float(), iou[:b].float()
 
     def _decode(self, ctx: ImageContext, sparse: Any, dense: Any | None, multimask: bool) -> tuple[Any, Any]:
         import torch
@@ -282,3 +292,14 @@ class SharedWorkDecoder:
         v = _heads(attn.v_proj(v_tokens), attn.num_heads)
         scores = torch.matmul(q_img, k.transpose(-1, -2)) * (1.0 / math.sqrt(k.shape[-1]))
         return _merge(torch.matmul(scores.softmax(-1), v))
+
+
+def _inductor_cache() -> None:
+    """Keep ``torch.compile``'s generated kernels across processes (the compilation costs tens of
+    seconds per process and batch shape): ``$TORCHINDUCTOR_CACHE_DIR`` if set, else
+    ``$XDG_CACHE_HOME/regionsearch/inductor`` (``~/.cache/...``)."""
+    import os
+    from pathlib import Path
+
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(base / "regionsearch" / "inductor"))
