@@ -95,6 +95,55 @@ def _heads(x: Any, n: int) -> Any:
     return x.reshape(b, t, n, c // n).transpose(1, 2)
 
 
+def _norm(norm: Any, x: Any) -> Any:
+    """``nn.LayerNorm`` ``norm`` applied to ``x``."""
+    import torch.nn.functional as F
+
+    return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+
+
+def _absorb(proj: Any, q: Any) -> Any:
+    """Queries ``(B, heads, T, d)`` moved into the input space of the key projection ``proj``
+    (``C -> heads * d``), scaled by ``1/sqrt(d)``: ``(B, heads, T, C)``, so that
+    ``q' . x == q . (W_h x) / sqrt(d)`` for every image token ``x``. The key bias adds
+    ``q . b_h`` to all scores of one query row; a softmax over the image is invariant to that,
+    so it is dropped."""
+    import torch
+
+    h, d = q.shape[1], q.shape[-1]
+    return torch.matmul(q * d ** -0.5, proj.weight.view(h, d, -1))
+
+
+def _values_after(attn: Any, probs: Any, keys: Any) -> Any:
+    """Token-to-image attention output before ``out_proj``, with the value projection applied
+    after the weighted average (each row of ``probs`` sums to 1, so ``sum_p P (W x_p + b) = W
+    (sum_p P x_p) + b``): ``probs`` ``(B, heads * T, hw)``, ``keys`` ``(B, hw, C)`` ->
+    ``(B, T, heads * d)``."""
+    import torch
+
+    h = attn.num_heads
+    b, ht, _ = probs.shape
+    avg = torch.matmul(probs, keys).view(b, h, ht // h, -1)  # (B, H, T, C)
+    w = attn.v_proj.weight.view(h, -1, avg.shape[-1])  # (H, d, C)
+    out = torch.matmul(avg, w.transpose(-1, -2)) + attn.v_proj.bias.view(h, 1, -1)
+    return _merge(out)
+
+
+def _weighted_out(attn: Any, probs: Any, v: Any, base: Any) -> Any:
+    """``base + out_proj(image-to-token attention)`` in one product: ``probs`` ``(B, heads, T,
+    hw)`` (softmax over the tokens), ``v`` ``(B, heads, T, d)``. The output projection is applied
+    to the few token values first (``v_h W_h``), and its bias is spread as ``b / heads`` over each
+    head's rows (every head's weights sum to 1 per pixel), so the result is
+    ``base + sum_h probs_h^T (v_h W_h + b / heads)``: ``(B, hw, C)``."""
+    import torch
+
+    b, h, t, hw = probs.shape
+    w = attn.out_proj.weight  # (C, H * d)
+    vo = torch.matmul(v, w.view(w.shape[0], h, -1).permute(1, 2, 0)) + attn.out_proj.bias / h  # (B, H, T, C)
+    return torch.baddbmm(base.expand(b, -1, -1), probs.reshape(b, h * t, hw).transpose(1, 2),
+                         vo.reshape(b, h * t, -1))
+
+
 def _merge(x: Any) -> Any:
     """``(B, heads, N, C_head)`` -> ``(B, N, C)`` (sam2's ``_recombine_heads``)."""
     b, n, t, d = x.shape
@@ -120,9 +169,16 @@ class SharedWorkDecoder:
             _inductor_cache()
             self._decode = torch.compile(self._decode, dynamic=False)  # type: ignore[method-assign]
         self.model = model
-        self.md = md = model.sam_mask_decoder
-        self.tr = tr = md.transformer
         self.dtype = dtype or torch.float32
+        md = model.sam_mask_decoder
+        if self.dtype != torch.float32:
+            # a copy of the decoder's weights in the reduced dtype, made once: autocast would cast
+            # every weight again on every call (measured: ~17% of decoder time in copies)
+            import copy
+
+            md = copy.deepcopy(md).to(self.dtype)
+        self.md = md
+        self.tr = tr = md.transformer
         self.device = md.iou_token.weight.device
         if not md.use_high_res_features:
             raise ConfigError("the shared-work decoder needs a SAM 2.1 model with high-resolution features")
@@ -135,12 +191,6 @@ class SharedWorkDecoder:
             if md.pred_obj_scores:
                 tokens.insert(0, md.obj_score_token.weight)
             self.output_tokens = torch.cat(tokens, dim=0)
-            # layers >= 2: keys + key_pe feeds the token-to-image key projection and the
-            # image-to-token query projection; one product with the two weight matrices stacked
-            self.fused = []
-            for layer in tr.layers[1:]:
-                a, b = layer.cross_attn_token_to_image.k_proj, layer.cross_attn_image_to_token.q_proj
-                self.fused.append((torch.cat([a.weight, b.weight]), torch.cat([a.bias, b.bias]), a.out_features))
             # ConvTranspose2d(k=2, s=2) as a linear map per input pixel: weight (in, out, 2, 2) ->
             # (2*2*out, in) with the output channel fastest, so the result is (.., di, dj, out)
             dc1, ln1, _, dc2, _ = md.output_upscaling
@@ -184,6 +234,8 @@ class SharedWorkDecoder:
         return x.to(self.dtype).contiguous()
 
     def _autocast(self) -> Any:
+        """Autocast for the per-image work only: it runs the float32 features through the
+        (reduced-dtype) decoder weights once per image."""
         import contextlib
 
         import torch
@@ -204,7 +256,9 @@ class SharedWorkDecoder:
         pad = self.compile_batch - b if dense is None and 0 < b < self.compile_batch else 0
         if pad:
             sparse = torch.cat([sparse, sparse[-1:].expand(pad, -1, -1)])
-        with torch.inference_mode(), self._autocast():
+        if dense is not None:
+            dense = dense.to(self.dtype)
+        with torch.inference_mode():
             masks, iou = self._decode(ctx, sparse.to(self.dtype), dense, multimask)
         return masks[:b].float(), iou[:b].float()
 
@@ -214,7 +268,7 @@ class SharedWorkDecoder:
 
         md, tr = self.md, self.tr
         b = sparse.shape[0]
-        tokens = torch.cat([self.output_tokens.to(sparse.dtype).unsqueeze(0).expand(b, -1, -1), sparse], dim=1)
+        tokens = torch.cat([self.output_tokens.unsqueeze(0).expand(b, -1, -1), sparse], dim=1)
         query_pe = tokens
         h, w = ctx.hw
 
@@ -237,25 +291,41 @@ class SharedWorkDecoder:
             att = _merge(F.scaled_dot_product_attention(_heads(q, t2i.num_heads), k1, v1))
         queries = first.norm2(queries + t2i.out_proj(att))
         queries = first.norm3(queries + first.mlp(queries))
-        keys = first.norm4(src + i2t.out_proj(self._image_to_token(i2t, q1, queries + query_pe, queries)))
+        k, v = _heads(i2t.k_proj(queries + query_pe), i2t.num_heads), _heads(i2t.v_proj(queries), i2t.num_heads)
+        if q1.shape[0] == 1:  # shared image queries: one (heads, B*T, hw) product, no broadcast copy of q1
+            h_, t_ = k.shape[1], k.shape[2]
+            scores = torch.matmul(k.transpose(0, 1).reshape(h_, b * t_, -1) * k.shape[-1] ** -0.5, q1[0].transpose(1, 2))
+            probs = scores.view(h_, b, t_, -1).softmax(-2).transpose(0, 1)
+        else:
+            probs = torch.matmul(k * k.shape[-1] ** -0.5, q1.transpose(-1, -2)).softmax(-2)
+        keys = _norm(first.norm4, _weighted_out(i2t, probs, v, src))
 
-        # ---- layers >= 2: everything depends on the prompt
-        for layer, (wf, bf, ci) in zip(tr.layers[1:], self.fused):
+        # ---- layers >= 2: everything depends on the prompt; the image-side projections are
+        # absorbed into the prompt side (module docstring, point 6)
+        for layer in tr.layers[1:]:
             q = queries + query_pe
             queries = layer.norm1(queries + layer.self_attn(q=q, k=q, v=queries))
-            kq = F.linear(keys + ctx.pe, wf.to(keys.dtype), bf.to(keys.dtype))
-            k, q_img = kq[..., :ci], kq[..., ci:]
             t2i, i2t = layer.cross_attn_token_to_image, layer.cross_attn_image_to_token
-            att = F.scaled_dot_product_attention(_heads(t2i.q_proj(queries + query_pe), t2i.num_heads),
-                                                 _heads(k, t2i.num_heads), _heads(t2i.v_proj(keys), t2i.num_heads))
-            queries = layer.norm2(queries + t2i.out_proj(_merge(att)))
+            kpe = keys + ctx.pe  # contiguous + contiguous: no layout copy
+            q_t2i = _absorb(t2i.k_proj, _heads(t2i.q_proj(queries + query_pe), t2i.num_heads))
+            probs = torch.matmul(q_t2i.flatten(1, 2), kpe.transpose(1, 2)).softmax(-1)
+            # token-to-image: softmax over the image, then the value projection after the average
+            queries = layer.norm2(queries + t2i.out_proj(_values_after(t2i, probs, keys)))
             queries = layer.norm3(queries + layer.mlp(queries))
-            out = self._image_to_token(i2t, _heads(q_img, i2t.num_heads), queries + query_pe, queries)
-            keys = layer.norm4(keys + i2t.out_proj(out))
+            # image-to-token, the image queries absorbed into the token keys; the query bias adds
+            # b_q . k per (head, token), not constant along the softmax axis (tokens), so it is kept
+            k_tok = _heads(i2t.k_proj(queries + query_pe), i2t.num_heads)  # (B, H, T, d)
+            k_i2t = _absorb(i2t.q_proj, k_tok)
+            bias = torch.matmul(k_tok, i2t.q_proj.bias.view(i2t.num_heads, -1, 1)) * k_tok.shape[-1] ** -0.5
+            probs = (torch.matmul(k_i2t.flatten(1, 2), kpe.transpose(1, 2)).view(bias.shape[:3] + kpe.shape[1:2])
+                     + bias).softmax(-2)
+            keys = _norm(layer.norm4, _weighted_out(i2t, probs, _heads(i2t.v_proj(queries), i2t.num_heads), keys))
 
-        # ---- final token-to-image attention (sam2's module, on contiguous keys + pe)
-        att = tr.final_attn_token_to_image(q=queries + query_pe, k=keys + ctx.pe, v=keys)
-        hs = tr.norm_final_attn(queries + att)
+        # ---- final token-to-image attention, absorbed as in layers >= 2
+        fin = tr.final_attn_token_to_image
+        q_fin = _absorb(fin.k_proj, _heads(fin.q_proj(queries + query_pe), fin.num_heads))
+        probs = torch.matmul(q_fin.flatten(1, 2), (keys + ctx.pe).transpose(1, 2)).softmax(-1)
+        hs = tr.norm_final_attn(queries + fin.out_proj(_values_after(fin, probs, keys)))
 
         # ---- which masks are returned (sam2's MaskDecoder.forward)
         s = self.s
@@ -268,11 +338,11 @@ class SharedWorkDecoder:
         # ---- upscaling on channels-last tokens in block order (module docstring, point 4)
         (w1, b1, c4), (w2, b2, c8) = self.up
         dc1_act, dc2_act = md.output_upscaling[2], md.output_upscaling[4]
-        up = F.linear(keys, w1.to(keys.dtype), b1.to(keys.dtype)).reshape(b, -1, c4) + ctx.feat_s1
-        up = dc1_act(F.layer_norm(up, (c4,), self.ln1.weight.to(up.dtype), self.ln1.bias.to(up.dtype), self.ln1.eps))
-        up = dc2_act(F.linear(up, w2.to(up.dtype), b2.to(up.dtype)).reshape(b, -1, c8) + ctx.feat_s0)
+        up = F.linear(keys, w1, b1).reshape(b, -1, c4) + ctx.feat_s1
+        up = dc1_act(F.layer_norm(up, (c4,), self.ln1.weight, self.ln1.bias, self.ln1.eps))
+        up = dc2_act(F.linear(up, w2, b2).reshape(b, -1, c8) + ctx.feat_s0)
         k = len(chosen)
-        masks = torch.matmul(up, hyper.to(up.dtype).transpose(1, 2))  # (B, hw*16, K) block order
+        masks = torch.matmul(up, hyper.transpose(1, 2))  # (B, hw*16, K) block order
         masks = masks.reshape(b, h, w, 2, 2, 2, 2, k).permute(0, 7, 1, 3, 5, 2, 4, 6).reshape(b, k, 4 * h, 4 * w)
 
         if multimask:
@@ -281,17 +351,6 @@ class SharedWorkDecoder:
             return md._dynamic_multimask_via_stability(masks.float(), iou.float())
         return masks, iou[:, 0:1]
 
-    @staticmethod
-    def _image_to_token(attn: Any, q_img: Any, k_tokens: Any, v_tokens: Any) -> Any:
-        """Image-to-token attention with the image queries already projected and split into heads
-        (``(1 or B, heads, hw, C_head)``): only the prompt tokens are projected here. Returns the
-        merged heads ``(B, hw, C_internal)`` before ``out_proj``."""
-        import torch
-
-        k = _heads(attn.k_proj(k_tokens), attn.num_heads)
-        v = _heads(attn.v_proj(v_tokens), attn.num_heads)
-        scores = torch.matmul(q_img, k.transpose(-1, -2)) * (1.0 / math.sqrt(k.shape[-1]))
-        return _merge(torch.matmul(scores.softmax(-1), v))
 
 
 def _inductor_cache() -> None:

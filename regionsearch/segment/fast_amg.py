@@ -196,7 +196,9 @@ class FastAutomaticSegmenter:
             coords = pred._transforms.transform_coords(pts, normalize=True, orig_hw=hw)[:, None, :]
             labels = torch.ones((pts.shape[0], 1), dtype=torch.int, device=pts.device)
             sparse, _ = model.sam_prompt_encoder(points=(coords, labels), boxes=None, masks=None)
+            t0 = time.perf_counter()
             logits, iou = self.decoder.decode(ctx, sparse, None, bool(p["multimask_output"]))
+            stats.seconds["decoder"] = stats.seconds.get("decoder", 0.0) + time.perf_counter() - t0
             stats.prompts += int(pts.shape[0])
             c = logits.shape[1]
             logits = logits.flatten(0, 1)
