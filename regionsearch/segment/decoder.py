@@ -30,6 +30,19 @@ each copy. Here:
    small final ``(B, masks, H, W)`` logits are permuted back to image order.
 5. Only the mask tokens whose masks are returned are turned into masks (sam2 computes all four
    and drops one or three).
+6. **Image-side projections absorbed into the prompt side** (layers >= 2 and the final
+   attention, where the image tokens differ per prompt): an attention score is
+   ``q . (W_k x + b_k)``; sam2 projects all ``hw`` image tokens ``x`` (``hw x C x C/2``
+   multiply-adds per projection), here the few prompt-side vectors are moved through ``W``
+   instead (``q W_k``, a handful of rows) and dotted with the raw tokens. Likewise the value
+   projection is applied after the attention-weighted average (the weights of a row sum to
+   1), and the image-to-token attention's output projection is applied to the few token
+   values before they are spread over the image. Biases that shift a whole softmax row are
+   dropped (softmax is invariant to them); the others are kept. Same maths, about half the
+   per-prompt products.
+7. **The image-to-token softmax** runs over the token axis laid out as ``(tokens, hw)``:
+   torch's softmax over a last axis of ~8 elements is several times slower than over a
+   leading axis with ``hw`` contiguous elements behind it.
 
 Results equal sam2's up to floating-point summation order (``tests/segment/test_decoder.py``:
 the tiny model and the real hiera-tiny architecture, float32, points, boxes, mask inputs,

@@ -24,10 +24,14 @@ resolution saves little:
    images with large objects most fine points are covered, so the decoder runs far fewer times.
    With ``coarse_to_fine=False`` the output equals sam2's (tested).
 4. **Cache-sized decoder batches** on CPU (see ``_decode_batch``).
+5. **The shared-work decoder** (:mod:`.decoder`): sam2's mask decoder restructured so that the
+   prompt-independent work is done once per image; ``segment.dtype`` chooses its precision
+   (``float32``: sam2's masks up to summation order) and ``segment.compile`` compiles it.
 
-Measured with hiera-tiny (random weights) on 512-px photos, one thread: sam2's generator 358 s
-per image, this one (one grid) 127 s, with coarse-to-fine x4 137 s (random weights give few
-stable masks, so coverage is low and the coarse pass is extra work).
+Measured before the shared-work decoder, hiera-tiny (random weights) on 512-px photos, one
+thread: sam2's generator 358 s per image, this one (one grid) 127 s, with coarse-to-fine x4
+137 s (random weights give few stable masks, so coverage is low and the coarse pass is extra
+work). Current figures: ``benchmarks/results/index_throughput-speed.json``.
 
 Everything runs under ``torch.inference_mode``. Configurations this does not cover (crop layers,
 m2m refinement) fall back to sam2's generator, so every parameter keeps its meaning.
