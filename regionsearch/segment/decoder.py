@@ -52,7 +52,6 @@ autocast (the per-image tensors are kept in that dtype); the logits are returned
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
