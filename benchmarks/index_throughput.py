@@ -237,26 +237,30 @@ def part_speed(args) -> dict:
                                             v not in ("exact float32", "default")]]
     cfgs = {v: load_config("default", {"device": "cpu", "segment": {**thresholds, "max_regions": 1000,
                                                                    **SPEED_VARIANTS[v]}}) for v in wanted}
-    ctx = mp.get_context("spawn")
-    conn, child = ctx.Pipe()
-    worker = ctx.Process(target=_naive_worker, args=(child, args.threads, naive_params), daemon=True)
-    worker.start()
-    if conn.recv()["checksum"] != checksum:
-        raise SystemExit("the naive worker built different random weights; the comparison would be void")
+    naive = not args.skip_naive
+    if naive:
+        ctx = mp.get_context("spawn")
+        conn, child = ctx.Pipe()
+        worker = ctx.Process(target=_naive_worker, args=(child, args.threads, naive_params), daemon=True)
+        worker.start()
+        if conn.recv()["checksum"] != checksum:
+            raise SystemExit("the naive worker built different random weights; the comparison would be void")
     # images are interleaved (each image through every variant in turn) so that a change of
     # machine load during the run hits all variants alike
-    runs: dict[str, list[dict]] = {v: [] for v in ["naive", *wanted]}
+    runs: dict[str, list[dict]] = {v: [] for v in ["naive", *wanted][(0 if naive else 1):]}
     for i, img in enumerate(images):
-        conn.send(img)
-        runs["naive"].append(conn.recv())
+        if naive:
+            conn.send(img)
+            runs["naive"].append(conn.recv())
         for v in wanted:
             t0, c0 = time.perf_counter(), time.process_time()
             r = project_index([img], sam, bundle, cfgs[v])
             runs[v].append({**r, "seconds": time.perf_counter() - t0, "cpu_s": time.process_time() - c0})
         print(f"image {i + 1}/{len(images)}: " + ", ".join(
             f"{k} {sum(x['seconds'] for x in rs):.1f} s" for k, rs in runs.items()), flush=True)
-    conn.send(None)
-    worker.join(timeout=60)
+    if naive:
+        conn.send(None)
+        worker.join(timeout=60)
     n = len(images)
 
     def summary(v: str) -> dict:
@@ -277,7 +281,7 @@ def part_speed(args) -> dict:
             # random weights: this only checks that the speed work keeps the same masks; the real
             # check is part 2 (--part agreement)
             out["agreement_with_naive"] = _agreement([r["records"][0] for r in runs["naive"]],
-                                                     [r["records"][0] for r in rs])[0]
+                                                     [r["records"][0] for r in rs])[0] if naive else None
         out["images_per_s"] = n / out["seconds"]
         out["images_per_cpu_s"] = n / out["cpu_s"]
         out["decoder_ms_per_prompt"] = 1000 * out["decoder_s"] / max(1, out["prompts"])
@@ -285,7 +289,11 @@ def part_speed(args) -> dict:
         out["prompts_per_image"] = out["prompts"] / n
         return out
 
-    res = {v: summary(v) for v in ["naive", *wanted]}
+    res = {v: summary(v) for v in runs}
+    if not naive:
+        return {"variants": res, "images": n, "size": args.size, "torch_threads": args.threads, "calibration": calib,
+                "peak_rss_mb": {"project process": _rss_mb()}, "allocator": "project (mallopt)" if allocator else
+                "glibc default"}
     naive_per_image = res["naive"]["seconds"] / n
     for v in wanted:
         r = res[v]
@@ -311,6 +319,11 @@ def part_speed(args) -> dict:
 
 def print_speed(s: dict) -> None:
     res = s["variants"]
+    if "naive" not in res:  # --skip-naive: the project's variants only, no ratios
+        for v, r in res.items():
+            print(f"{v:<18}: {r['images_per_s']:.4f} images/s ({r['images_per_cpu_s']:.4f} per CPU s, {r['cpu_s']:.1f} CPU s)"
+                  f"  decoder {r['decoder_ms_per_prompt']:.1f} ms/prompt  split {r['split_s']}  CLIP {r['embed_s']:.1f} s")
+        return
     for v, r in res.items():
         print(f"{v:<18}: {r['images_per_s']:.4f} images/s ({r['images_per_cpu_s']:.4f} per CPU s)  "
               f"segment {r['segment_s']:.1f} s  embed {r['embed_s']:.1f} s  decoder {r['decoder_ms_per_prompt']:.1f} ms/prompt"
@@ -377,6 +390,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads of each pipeline (default 1: one core)")
     ap.add_argument("--malloc", choices=["project", "default"], default="project",
                     help="allocator of the project's process: the product's start-up settings (default) or glibc's")
+    ap.add_argument("--skip-naive", action="store_true",
+                    help="speed part: time the project's variants only (no ratios), e.g. next to a running full run")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     ap.add_argument("--save", default="",
                     help="results name: figures go to benchmarks/results/NAME.json (default: index_throughput-PART)")
@@ -405,7 +420,7 @@ def main() -> None:
     from _results import save_results
 
     print(f"figures: {save_results(args.save or f'index_throughput-{args.part}', json.loads(text))}")
-    if "speed" in res:  # scripts read these two lines: keep them last and worded exactly so
+    if "speed" in res and "naive" in res["speed"]["variants"]:  # scripts read these two lines: keep them last
         v = res["speed"]["variants"]
         print(f"ratio exact/naive (images/s): {v['exact float32']['ratio_images_per_s']:.2f}")
         print(f"ratio default/naive (images/s): {v['default']['ratio_images_per_s']:.2f}")
