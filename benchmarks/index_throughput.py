@@ -346,6 +346,88 @@ def print_speed(s: dict) -> None:
         print(f"| {v} | " + " | ".join(f"{t[k]:.2f}" for k in ("100%", "75%", "50%", "25%")) + " |")
 
 
+def _decoder_worker(conn, threads: int, batch: int, prompts: int, rounds: int) -> None:
+    """sam2's ``MaskDecoder`` alone, as its generator calls it (``batch`` prompts per call,
+    ``repeat_image``), in a process with glibc's default allocator; CPU ms per prompt per round."""
+    sys.path.insert(0, str(REPO))
+    import torch
+
+    sam, *_ = _speed_models(threads)
+    embed, high, sparse = _decoder_inputs(sam, prompts)
+    pe = sam.sam_prompt_encoder
+    out = []
+    with torch.inference_mode():
+        dense = pe.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(batch, -1, *pe.image_embedding_size)
+        for _ in range(rounds):
+            c0 = time.process_time()
+            for i in range(0, prompts, batch):
+                sam.sam_mask_decoder(image_embeddings=embed, image_pe=pe.get_dense_pe(),
+                                     sparse_prompt_embeddings=sparse[i:i + batch], dense_prompt_embeddings=dense,
+                                     multimask_output=True, repeat_image=True, high_res_features=high)
+            out.append(1000 * (time.process_time() - c0) / prompts)
+    conn.send(out)
+
+
+def _decoder_inputs(sam, prompts: int):
+    """Seeded random image features of hiera-tiny's shapes and ``prompts`` single-point prompts."""
+    import torch
+
+    g = torch.Generator().manual_seed(12)
+    c = sam.sam_mask_decoder.transformer_dim
+    h, w = sam.sam_prompt_encoder.image_embedding_size
+    embed = torch.randn(1, c, h, w, generator=g)
+    high = [torch.randn(1, c // 8, 4 * h, 4 * w, generator=g), torch.randn(1, c // 4, 2 * h, 2 * w, generator=g)]
+    pts = torch.rand(prompts, 1, 2, generator=g) * sam.image_size
+    with torch.inference_mode():
+        sparse, _ = sam.sam_prompt_encoder(points=(pts, torch.ones(prompts, 1, dtype=torch.int)), boxes=None, masks=None)
+    return embed, high, sparse
+
+
+def part_decoder(args) -> dict:
+    """Decoder CPU ms per prompt (hiera-tiny, random weights, multimask): sam2's decoder at
+    sam2's 64 prompts per call in a default-allocator worker, vs the shared-work decoder in
+    float32 and in the default dtype at the fast generator's CPU batch, after the product's
+    allocator settings; ``--rounds`` alternating rounds."""
+    import multiprocessing as mp
+
+    import torch
+
+    from regionsearch.config import load_config
+    from regionsearch.models.device import configure_allocator
+    from regionsearch.segment.decoder import SharedWorkDecoder, resolve_dtype
+
+    prompts, rounds = 64, args.rounds
+    ctx = mp.get_context("spawn")
+    conn, child = ctx.Pipe()
+    worker = ctx.Process(target=_decoder_worker, args=(child, args.threads, 64, prompts, rounds), daemon=True)
+    worker.start()
+    sam2_ms = conn.recv()
+    worker.join(timeout=60)
+    configure_allocator()
+    sam, *_ = _speed_models(args.threads)
+    embed, high, sparse = _decoder_inputs(sam, prompts)
+    batch = 4
+    dtypes = {"exact float32": torch.float32, "default": resolve_dtype(load_config("default").segment.dtype, "cpu")}
+    ours: dict[str, list[float]] = {k: [] for k in dtypes}
+    decs = {k: SharedWorkDecoder(sam, dt) for k, dt in dtypes.items()}
+    with torch.inference_mode():
+        ctxs = {k: d.prepare(embed, high) for k, d in decs.items()}
+        for k, d in decs.items():  # warm-up
+            d.decode(ctxs[k], sparse[:batch], None, True)
+        for _ in range(rounds):
+            for k, d in decs.items():
+                c0 = time.process_time()
+                for i in range(0, prompts, batch):
+                    d.decode(ctxs[k], sparse[i:i + batch], None, True)
+                ours[k].append(1000 * (time.process_time() - c0) / prompts)
+    res = {"sam2 (64 per call, glibc default)": sam2_ms, **{f"{k} ({dtypes[k]}, {batch} per call)": v
+                                                             for k, v in ours.items()}}
+    best = {k: min(v) for k, v in res.items()}
+    base = best["sam2 (64 per call, glibc default)"]
+    return {"cpu_ms_per_prompt": res, "best_cpu_ms_per_prompt": best, "ratio_to_sam2": {k: base / v for k, v in best.items()},
+            "prompts": prompts, "rounds": rounds, "threads": args.threads}
+
+
 def part_agreement(args) -> dict:
     from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
 
@@ -383,7 +465,9 @@ def part_agreement(args) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--part", choices=["speed", "agreement", "both"], default="both")
+    ap.add_argument("--part", choices=["speed", "agreement", "both", "decoder"], default="both",
+                    help="decoder: the mask decoder alone (CPU ms per prompt), sam2's vs the shared-work decoder")
+    ap.add_argument("--rounds", type=int, default=3, help="decoder part: alternating rounds")
     ap.add_argument("--images", type=int, default=3)
     ap.add_argument("--size", type=int, default=512, help="longer side of the benchmark photos")
     ap.add_argument("--scenes", type=int, default=12, help="held-out shapes scenes for the agreement part")
@@ -411,6 +495,11 @@ def main() -> None:
         for k, v in a.items():
             print(f"agreement [{k}]: {v['agreement']:.3f} (reverse {v['reverse_agreement']:.3f}), "
                   f"{v['baseline_masks']} baseline masks, {v['scenes']} scenes, segment speedup {v['segment_speedup']:.2f}")
+    if args.part == "decoder":
+        res["decoder"] = d = part_decoder(args)
+        for k, v in d["cpu_ms_per_prompt"].items():
+            print(f"decoder {k}: CPU ms/prompt by round {[round(x, 1) for x in v]}, best {min(v):.1f}, "
+                  f"ratio to sam2 {d['ratio_to_sam2'][k]:.2f}")
     if args.part in ("speed", "both"):
         res["speed"] = part_speed(args)
         print_speed(res["speed"])
