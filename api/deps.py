@@ -225,7 +225,7 @@ class ServiceState:
                 from regionsearch.segment.prompt import PromptSegmenter
 
                 self.prompt = PromptSegmenter(self.engine.pipeline.sam_model, self.settings.segment_cache_size,
-                                              self.settings.logits_cache_size)
+                                              self.settings.logits_cache_size, dtype=self.engine.config.segment.dtype)
             return self.prompt
 
     def datadir(self) -> Any:

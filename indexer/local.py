@@ -68,6 +68,9 @@ def run_local(paths: Sequence[str], config: Config, datadir: Any, pipeline: Pipe
     the next files while the models work on the current one (a bounded prefetch, so memory does
     not grow with the corpus); ``0`` does everything inline.
     """
+    from regionsearch.models.device import configure_allocator
+
+    configure_allocator()  # long job: reuse freed decoder buffers instead of page-faulting them in again
     pipeline = pipeline or Pipeline(config)
     key = config.pipeline_key()
     report = IndexReport()

@@ -24,6 +24,7 @@ GENERATORS = ("fast", "sam2")
 #: (image predictor prompted from the previous mask) or ``memory`` (SAM 2.1's video memory)
 PROPAGATORS = ("chain", "memory")
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts")
+SEGMENT_DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 #: sam2 ``SAM2AutomaticMaskGenerator`` parameters of each named preset. ``None`` in the user's
 #: config means "take the preset's value".
@@ -104,6 +105,15 @@ class SegmentConfig:
     #: the one-grid mode returns exactly sam2's masks
     coarse_to_fine: bool = False
     coarse_step: int = 4
+    #: dtype of the fast generator's mask decoder and of interactive prompts (SEGMENT_DTYPES):
+    #: ``auto`` = bfloat16 on CUDA and on CPUs that multiply it natively (AVX512-BF16 / AMX),
+    #: float32 elsewhere; ``float32`` is the exact path (sam2's masks up to summation order).
+    #: Measured in benchmarks/index_throughput.py (agreement with sam2 and speed per dtype)
+    dtype: str = "auto"
+    #: ``torch.compile`` the mask decoder (fixed padded prompt batches; inductor cache in the user
+    #: cache dir). Compiling costs tens of seconds per process, so only long indexing jobs should
+    #: turn it on; short commands never compile
+    compile: bool = False
     #: also store one region covering the whole image, so scene-level queries work
     whole_image_region: bool = True
 
@@ -244,6 +254,8 @@ class Config:
             raise UnknownNameError("AMG preset", self.segment.preset, list(AMG_PRESETS))
         if self.segment.generator not in GENERATORS:
             raise UnknownNameError("mask generator", self.segment.generator, GENERATORS)
+        if self.segment.dtype not in SEGMENT_DTYPES:
+            raise UnknownNameError("segment dtype", self.segment.dtype, SEGMENT_DTYPES)
         if self.search.text_dtype not in TEXT_DTYPES:
             raise UnknownNameError("text tower dtype", self.search.text_dtype, TEXT_DTYPES)
         if self.video.propagator not in PROPAGATORS:

@@ -35,7 +35,8 @@ class ClipEmbedder:
             raise UnknownNameError("text tower dtype", text_dtype, TEXT_DTYPES)
         self._text_transformer: Any = None
         if text_dtype != "float32":
-            from .text_fast import _shortcut_pool, native_bfloat16
+            from ..models.device import native_bfloat16
+            from .text_fast import _shortcut_pool
 
             if (text_dtype == "bfloat16" or native_bfloat16(bundle.device)) and _shortcut_pool(bundle.model):
                 import copy

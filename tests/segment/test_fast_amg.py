@@ -29,10 +29,10 @@ def agreement(base: list[dict], ours: list[dict], thr: float = 0.8) -> tuple[flo
 
 
 def test_exact_mode_reproduces_sam2_records():
-    # one grid: every decision is sam2's (only the order of work differs), so the masks must
-    # agree exactly, with equal scores
+    # one grid, float32 decoder: every decision is sam2's (only the order of work differs), so
+    # the masks must agree exactly, with equal scores
     cfg = load_config("tiny", {"segment": {"points_per_side": 8, "pred_iou_thresh": 0.0,
-                                           "stability_score_thresh": 0.0}})
+                                           "stability_score_thresh": 0.0, "dtype": "float32"}})
     model = load_sam2(cfg.models.sam, "cpu")
     params = cfg.segment.amg_params()
     ours = FastAutomaticSegmenter(model, cfg.segment, coarse_to_fine=False)
