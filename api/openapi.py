@@ -12,7 +12,7 @@ similar; upload -> image, delete) let clients and stateful testing follow the id
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable
+from typing import Callable
 
 from .settings import Settings
 

@@ -221,7 +221,7 @@ class SharedWorkDecoder:
         ``conv_s0``/``conv_s1``, as ``SAM2ImagePredictor`` stores them)."""
         import torch
 
-        md, tr = self.md, self.tr
+        tr = self.tr
         pe_enc = self.model.sam_prompt_encoder
         _, c, h, w = image_embed.shape
         with torch.inference_mode(), self._autocast():
@@ -275,16 +275,25 @@ class SharedWorkDecoder:
         return masks[:b].float(), iou[:b].float()
 
     def _decode(self, ctx: ImageContext, sparse: Any, dense: Any | None, multimask: bool) -> tuple[Any, Any]:
+        """sam2's ``MaskDecoder.predict_masks`` + output selection for one prompt batch: the two-way
+        transformer's first layer, its later layers and final attention, then the masks."""
+        import torch
+
+        b = sparse.shape[0]
+        tokens = torch.cat([self.output_tokens.unsqueeze(0).expand(b, -1, -1), sparse], dim=1)
+        queries, keys = self._first_layer(ctx, tokens, dense)
+        hs, keys = self._later_layers(ctx, tokens, queries, keys)
+        return self._masks(ctx, hs, keys, multimask)
+
+    def _first_layer(self, ctx: ImageContext, tokens: Any, dense: Any | None) -> tuple[Any, Any]:
+        """Layer 1 of the two-way transformer on the per-image work of ``ctx``; (queries, keys)."""
         import torch
         import torch.nn.functional as F
 
-        md, tr = self.md, self.tr
-        b = sparse.shape[0]
-        tokens = torch.cat([self.output_tokens.unsqueeze(0).expand(b, -1, -1), sparse], dim=1)
+        tr = self.tr
+        b = tokens.shape[0]
         query_pe = tokens
-        h, w = ctx.hw
-
-        # ---- layer 1 (no positional encoding on its self-attention: skip_first_layer_pe)
+        # no positional encoding on its self-attention (skip_first_layer_pe)
         first = tr.layers[0]
         queries = first.norm1(first.self_attn(q=tokens, k=tokens, v=tokens))
         t2i, i2t = first.cross_attn_token_to_image, first.cross_attn_image_to_token
@@ -312,6 +321,13 @@ class SharedWorkDecoder:
             probs = torch.matmul(k * k.shape[-1] ** -0.5, q1.transpose(-1, -2)).softmax(-2)
         keys = _norm(first.norm4, _weighted_out(i2t, probs, v, src))
 
+        return queries, keys
+
+    def _later_layers(self, ctx: ImageContext, tokens: Any, queries: Any, keys: Any) -> tuple[Any, Any]:
+        """Layers >= 2 and the final token-to-image attention; (normalised tokens ``hs``, keys)."""
+        import torch
+
+        tr, query_pe = self.tr, tokens
         # ---- layers >= 2: everything depends on the prompt; the image-side projections are
         # absorbed into the prompt side (module docstring, point 6)
         for layer in tr.layers[1:]:
@@ -338,7 +354,17 @@ class SharedWorkDecoder:
         q_fin = _absorb(fin.k_proj, _heads(fin.q_proj(queries + query_pe), fin.num_heads))
         probs = torch.matmul(q_fin.flatten(1, 2), (keys + ctx.pe).transpose(1, 2)).softmax(-1)
         hs = tr.norm_final_attn(queries + fin.out_proj(_values_after(fin, probs, keys)))
+        return hs, keys
 
+    def _masks(self, ctx: ImageContext, hs: Any, keys: Any, multimask: bool) -> tuple[Any, Any]:
+        """Hypernetwork masks and IoU predictions from the transformer's output (sam2's
+        ``MaskDecoder.forward`` output selection included)."""
+        import torch
+        import torch.nn.functional as F
+
+        md = self.md
+        b = hs.shape[0]
+        h, w = ctx.hw
         # ---- which masks are returned (sam2's MaskDecoder.forward)
         s = self.s
         dynamic = not multimask and md.dynamic_multimask_via_stability and not md.training
