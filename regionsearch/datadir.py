@@ -127,6 +127,7 @@ class DataDir:
         if not readonly:
             try:
                 dd._sync()
+                store.record_pipeline(current.pipeline_key, current.settings())
                 dd.save(force=True)
             except BaseException:
                 dd.close()
@@ -269,8 +270,21 @@ class DataDir:
             "index_type": self.index.index_type, "index_factory": self.manifest.index_factory,
             "disk_bytes": disk, "db_url": self.store.masked_url, "db_backend": self.store.backend,
             "generation": int(self._file.get("generation", 0)), "saved_at": self._file.get("saved_at"),
-            "readonly": self.readonly,
+            "readonly": self.readonly, "pipelines": self.pipelines(),
+            "writer_running": self.readonly and WriterLock.held_by_other(self.path),
         }
+
+    def pipelines(self) -> list[dict[str, Any]]:
+        """Per distinct pipeline key of the indexed images (a per-image fact): ``images`` (count),
+        ``current`` (the manifest's), and the ``settings`` that key stands for (the store's record,
+        else the manifest's current or historic entry; None when unknown)."""
+        known = {h.get("pipeline_key"): {"segmenter": h.get("segmenter"), "crop": h.get("crop")}
+                 for h in self._file.get("history", [])}
+        known[self.manifest.pipeline_key] = self.manifest.settings()
+        known.update(self.store.pipeline_settings())
+        return [{"pipeline_key": key, "images": n, "current": key == self.manifest.pipeline_key,
+                 "settings": known.get(key)}
+                for key, n in sorted(self.store.pipeline_counts().items(), key=lambda kv: -kv[1])]
 
     # ------------------------------------------------------------------ persistence
     def save(self, force: bool = False) -> None:

@@ -24,7 +24,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from ..errors import NotFoundError, StoreError
 from ..masks import counts_str
 from ..types import ImageRecord, ImageResult, RegionRecord
-from .schema import embeddings, images, regions, store_meta
+from .schema import embeddings, images, pipelines, regions, store_meta
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +120,8 @@ class MetadataStore:
     def __init__(self, url: str, *, readonly: bool = False, migrate: bool = True):
         self.url = url
         self.readonly = readonly
+        #: the schema revision a reader found (None: migrated to the newest by this writer)
+        self.revision: str | None = None
         try:
             parsed = make_url(url)
         except ArgumentError as exc:
@@ -152,11 +154,17 @@ class MetadataStore:
     def _check_schema(self) -> None:
         from ..migrations import current_revision, head_revision
 
+        from ..migrations import known_revisions
+
         with self.engine.connect() as conn:
             rev = current_revision(conn)
-        if rev != head_revision():
-            raise StoreError(f"the metadata database {mask_url(self.url)} has schema revision {rev}, "
-                             f"expected {head_revision()}; open it once without --readonly to migrate it")
+        self.revision = rev
+        if rev == head_revision():
+            return
+        if rev not in known_revisions():
+            raise StoreError(f"the metadata database {mask_url(self.url)} has schema revision {rev}, which this "
+                             f"regionsearch does not know (it reads up to {head_revision()}); upgrade regionsearch")
+        # an older schema is read as it is (reading never writes); the next writer migrates it
 
     def close(self) -> None:
         self.engine.dispose()
@@ -210,6 +218,50 @@ class MetadataStore:
 
     def failures(self) -> list[ImageRecord]:
         return list(self.iter_images(status="failed"))
+
+    def match_paths(self, pattern: str) -> list[str]:
+        """Stored paths (any status) that ``pattern`` names: the path itself, every path under it
+        when it is a folder (recursive), or, when it holds ``*``/``?``/``[``, every path it matches
+        as a glob (``fnmatch``; ``*`` also crosses ``/``). ``pattern`` is in database form
+        (absolute, see :func:`~regionsearch.imageio.path_to_db`)."""
+        import fnmatch
+        import re
+
+        literal = re.split(r"[*?\[]", pattern, maxsplit=1)[0]
+        if literal != pattern:
+            prefix, matches = literal, lambda p: fnmatch.fnmatchcase(p, pattern)
+        else:
+            prefix = pattern.rstrip("/") + "/"
+            matches = lambda p: p == pattern or p.startswith(prefix)  # noqa: E731
+            if self.image_by_path(pattern) is not None:
+                return [pattern]
+        return [rec.path for rec in self.iter_images(path_prefix=prefix) if matches(rec.path)]
+
+    def record_pipeline(self, key: str, settings: dict[str, Any]) -> None:
+        """Remember what ``key`` means (JSON ``settings``), once; later calls keep the first."""
+        import json
+
+        self._writable()
+        with self.engine.begin() as conn:
+            if conn.execute(select(pipelines.c.key).where(pipelines.c.key == key)).first() is None:
+                conn.execute(insert(pipelines).values(key=key, settings=json.dumps(settings, sort_keys=True),
+                                                      first_used=datetime.now(timezone.utc)))
+
+    def pipeline_settings(self) -> dict[str, dict[str, Any]]:
+        """``{pipeline key: settings}`` recorded by :meth:`record_pipeline` (empty on an older schema)."""
+        import json
+
+        if self.revision == "0001":
+            return {}
+        with self.engine.connect() as conn:
+            return {k: json.loads(v) for k, v in conn.execute(select(pipelines.c.key, pipelines.c.settings)).all()}
+
+    def pipeline_counts(self) -> dict[str | None, int]:
+        """Indexed images per pipeline key (the per-image record of the settings that made its vectors)."""
+        q = (select(images.c.pipeline_key, func.count()).where(images.c.status == "indexed")
+             .group_by(images.c.pipeline_key))
+        with self.engine.connect() as conn:
+            return {key: int(n) for key, n in conn.execute(q).all()}
 
     def counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:

@@ -88,3 +88,13 @@ store_meta = Table(
     Column("key", String(64), primary_key=True),
     Column("value", Text, nullable=False),
 )
+
+#: what each pipeline key of ``images.pipeline_key`` means: ``settings`` is JSON
+#: (``{"segmenter": ..., "crop": ...}`` as in the manifest), written when a writer first uses the key
+pipelines = Table(
+    "pipelines",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("settings", Text, nullable=False),
+    Column("first_used", DateTime(timezone=True), nullable=False),
+)
