@@ -103,6 +103,8 @@ def main_callback(
     """Global options apply to every command (each command also accepts them)."""
     logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)],
                         format="%(levelname)s %(name)s: %(message)s")
+    if verbose < 2:  # the hub client's retry warnings are not for end users; our errors say what to do
+        logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
     _STATE.update(config=config, data_dir=data_dir, db=db, device=device, vectors=vectors)
     if version:
         from . import __version__

@@ -89,6 +89,7 @@ class Engine:
         key) are re-indexed too with ``reindex_changed``; without it such a run is refused with
         :class:`~regionsearch.errors.IndexMismatchError` before anything is written, so one dir
         never silently mixes settings."""
+        self.pipeline.preflight()
         stale = self.stale_images()
         if stale and not reindex_changed:
             raise IndexMismatchError(

@@ -52,6 +52,12 @@ class Pipeline:
 
         return resolve_device(self.config.device)
 
+    def preflight(self) -> None:
+        """Fail in seconds, before torch loads, when a hub model is neither cached nor reachable."""
+        from .models.sam import preflight_sam
+
+        preflight_sam(self.config.models.sam)
+
     @property
     def sam_model(self) -> Any:
         from .models.sam import load_sam2
