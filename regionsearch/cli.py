@@ -65,12 +65,11 @@ def _engine(config: str | None, data_dir: str | None, db: str | None, device: st
     not create one finds a manifest there), then the config: the data dir's own models and
     pipeline settings unless ``--config``/flags override them (an embedder other than the stored
     vectors' is refused), all before any model loads. ``readonly`` opens without writing a byte."""
+    from .config import load_config
     from .engine import Engine
     from .manifest import check_data_dir_path, load_config_for
 
     _compose()
-    root = data_dir or _STATE.get("data_dir") or default_data_dir()
-    existing = check_data_dir_path(root, must_exist=not create)
     over: dict[str, Any] = {}
     dev = device or _STATE.get("device")
     if dev:
@@ -84,7 +83,12 @@ def _engine(config: str | None, data_dir: str | None, db: str | None, device: st
             for p in parents:
                 node = node.setdefault(p, {})
             node[leaf] = value
-    cfg = load_config_for(existing, config or _STATE.get("config"), over)
+    name = config or _STATE.get("config")
+    if name:
+        load_config(name, over)  # a bad preset or flag is reported before the data dir
+    root = data_dir or _STATE.get("data_dir") or default_data_dir()
+    existing = check_data_dir_path(root, must_exist=not create)
+    cfg = load_config_for(existing, name, over)
     return Engine(cfg, root, db or _STATE.get("db"), create=create, readonly=readonly,
                   vectors_url=vectors or _STATE.get("vectors"))
 
@@ -175,22 +179,25 @@ def index(
         saved = f"{done.indexed} image(s) indexed and saved" if done is not None else "the last committed batch is saved"
         typer.echo(f"interrupted: {saved}; run the same command to resume", err=True)
         raise typer.Exit(130)
-    data = report.as_dict()
+    _print_index_report(report.as_dict(), as_json)
+    raise typer.Exit(1 if report.failed else 0)
+
+
+def _print_index_report(data: dict[str, Any], as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(data, indent=2))
-    else:
-        typer.echo(
-            f"{data['files']} files: {data['indexed']} indexed, {data['unchanged']} unchanged, "
-            f"{data['moved']} moved, {data['failed']} failed; {data['regions']} regions in "
-            f"{data['seconds']:.1f} s ({data['images_per_s']:.2f} images/s, {data['regions_per_s']:.1f} regions/s)"
-        )
-        st = data["stage_seconds"]
-        typer.echo("stage seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in st.items()))
-        for f in data["failures"][:20]:
-            typer.echo(f"  failed: {f['path']}: {f['reason']}", err=True)
-        if len(data["failures"]) > 20:
-            typer.echo(f"  ... and {len(data['failures']) - 20} more (regionsearch info --errors)", err=True)
-    raise typer.Exit(1 if report.failed else 0)
+        return
+    typer.echo(
+        f"{data['files']} files: {data['indexed']} indexed, {data['unchanged']} unchanged, "
+        f"{data['moved']} moved, {data['failed']} failed; {data['regions']} regions in "
+        f"{data['seconds']:.1f} s ({data['images_per_s']:.2f} images/s, {data['regions_per_s']:.1f} regions/s)"
+    )
+    st = data["stage_seconds"]
+    typer.echo("stage seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in st.items()))
+    for f in data["failures"][:20]:
+        typer.echo(f"  failed: {f['path']}: {f['reason']}", err=True)
+    if len(data["failures"]) > 20:
+        typer.echo(f"  ... and {len(data['failures']) - 20} more (regionsearch info --errors)", err=True)
 
 
 @app.command()

@@ -256,6 +256,31 @@ def test_changed_crop_is_refused_then_reindexed_and_shown_per_image(tiny_dir, tm
     assert "2 image(s): crop box" in out
 
 
+# -- 6: a copy at another path is recorded, searchable by prefix, removable ------------------------------------
+def test_copy_at_another_path_is_recorded_searchable_and_removable(tiny_dir, tmp_path, capsys):
+    photos, _ = tiny_dir
+    data = _copy(tiny_dir, tmp_path)
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    shutil.copy(photos / "img_1.png", copies / "same.png")
+    code, out, err = _run(["index", str(copies), "-d", str(data), "--no-progress", "--json"], capsys)
+    assert code == 0, err
+    assert (json.loads(out)["indexed"], json.loads(out)["unchanged"]) == (0, 1)  # no model work: content known
+    code, out, _ = _run(["search", "-d", str(data), "red circle", "-k", "50", "--json", "--path-prefix",
+                         str(copies)], capsys)
+    hits = json.loads(out)["hits"]
+    assert hits and {h["image_path"] for h in hits} == {str(copies / "same.png")}
+    code, out, _ = _run(["info", "-d", str(data), "--json"], capsys)
+    assert json.loads(out)["images_indexed"] == 2  # content stored once
+    code, out, _ = _run(["remove", str(copies / "same.png"), "-d", str(data)], capsys)
+    assert code == 0 and "removed 1 image(s)" in out
+    code, out, _ = _run(["search", "-d", str(data), "red circle", "--json", "--path-prefix", str(copies)], capsys)
+    assert json.loads(out)["hits"] == []
+    code, out, _ = _run(["search", "-d", str(data), "red circle", "-k", "50", "--json", "--path-prefix",
+                         str(photos / "img_1.png")], capsys)
+    assert json.loads(out)["hits"], "removing the copy removed the original"
+
+
 # -- 7: remove folders, globs; unknown paths listed ----------------------------------------------------------
 def test_remove_folder_glob_and_unknown(tiny_dir, tmp_path, capsys):
     photos, _ = tiny_dir

@@ -24,12 +24,12 @@ from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from ..errors import NotFoundError, StoreError
 from ..masks import counts_str
 from ..types import ImageRecord, ImageResult, RegionRecord
-from .schema import embeddings, images, pipelines, regions, store_meta
+from .facts import _CHUNK, ImageFactsMixin, _any_path_filter, _chunks, _image_record, _prefix_filter
+from .schema import embeddings, image_paths, images, regions, store_meta
 
 log = logging.getLogger(__name__)
 
 #: SQLite allows 32766 bound variables per statement; stay well below it.
-_CHUNK = 10_000
 _BUSY_TIMEOUT_S = 30.0
 
 
@@ -65,17 +65,6 @@ def decode_vectors(blobs: Sequence[bytes], dim: int, *, normalise: bool = True) 
     norms = np.linalg.norm(out, axis=1, keepdims=True)
     np.divide(out, norms, out=out, where=norms > 0)
     return out
-
-
-def _chunks(seq: Sequence[Any], n: int = _CHUNK) -> Iterator[Sequence[Any]]:
-    for i in range(0, len(seq), n):
-        yield seq[i:i + n]
-
-
-def _image_record(row: Any) -> ImageRecord:
-    return ImageRecord(id=int(row.id), path=row.path, sha256=row.sha256 or "", width=row.width,
-                       height=row.height, status=row.status, error=row.error,
-                       pipeline_key=row.pipeline_key)
 
 
 _REGION_COLS = (regions.c.id, regions.c.image_id, images.c.path, regions.c.x, regions.c.y, regions.c.w,
@@ -114,7 +103,7 @@ class BatchWrite:
     removed_region_ids: np.ndarray  # int64, regions of replaced images
 
 
-class MetadataStore:
+class MetadataStore(ImageFactsMixin):
     """SQL side of a data directory. Thread-safe (one engine, short transactions)."""
 
     def __init__(self, url: str, *, readonly: bool = False, migrate: bool = True):
@@ -184,11 +173,6 @@ class MetadataStore:
         return value
 
     # ------------------------------------------------------------------ images
-    def image_by_path(self, path: str) -> ImageRecord | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(select(images).where(images.c.path == path)).first()
-        return None if row is None else _image_record(row)
-
     def indexed_by_content(self, sha256: str, pipeline_key: str) -> list[ImageRecord]:
         q = select(images).where(images.c.sha256 == sha256, images.c.pipeline_key == pipeline_key,
                                  images.c.status == "indexed").order_by(images.c.id)
@@ -218,50 +202,6 @@ class MetadataStore:
 
     def failures(self) -> list[ImageRecord]:
         return list(self.iter_images(status="failed"))
-
-    def match_paths(self, pattern: str) -> list[str]:
-        """Stored paths (any status) that ``pattern`` names: the path itself, every path under it
-        when it is a folder (recursive), or, when it holds ``*``/``?``/``[``, every path it matches
-        as a glob (``fnmatch``; ``*`` also crosses ``/``). ``pattern`` is in database form
-        (absolute, see :func:`~regionsearch.imageio.path_to_db`)."""
-        import fnmatch
-        import re
-
-        literal = re.split(r"[*?\[]", pattern, maxsplit=1)[0]
-        if literal != pattern:
-            prefix, matches = literal, lambda p: fnmatch.fnmatchcase(p, pattern)
-        else:
-            prefix = pattern.rstrip("/") + "/"
-            matches = lambda p: p == pattern or p.startswith(prefix)  # noqa: E731
-            if self.image_by_path(pattern) is not None:
-                return [pattern]
-        return [rec.path for rec in self.iter_images(path_prefix=prefix) if matches(rec.path)]
-
-    def record_pipeline(self, key: str, settings: dict[str, Any]) -> None:
-        """Remember what ``key`` means (JSON ``settings``), once; later calls keep the first."""
-        import json
-
-        self._writable()
-        with self.engine.begin() as conn:
-            if conn.execute(select(pipelines.c.key).where(pipelines.c.key == key)).first() is None:
-                conn.execute(insert(pipelines).values(key=key, settings=json.dumps(settings, sort_keys=True),
-                                                      first_used=datetime.now(timezone.utc)))
-
-    def pipeline_settings(self) -> dict[str, dict[str, Any]]:
-        """``{pipeline key: settings}`` recorded by :meth:`record_pipeline` (empty on an older schema)."""
-        import json
-
-        if self.revision == "0001":
-            return {}
-        with self.engine.connect() as conn:
-            return {k: json.loads(v) for k, v in conn.execute(select(pipelines.c.key, pipelines.c.settings)).all()}
-
-    def pipeline_counts(self) -> dict[str | None, int]:
-        """Indexed images per pipeline key (the per-image record of the settings that made its vectors)."""
-        q = (select(images.c.pipeline_key, func.count()).where(images.c.status == "indexed")
-             .group_by(images.c.pipeline_key))
-        with self.engine.connect() as conn:
-            return {key: int(n) for key, n in conn.execute(q).all()}
 
     def counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:
@@ -293,6 +233,9 @@ class MetadataStore:
         try:
             with self.engine.begin() as conn:
                 removed = self._delete_images(conn, self._image_ids_by_path(conn, paths))
+                if self._has_paths_table:
+                    for chunk in _chunks(paths):
+                        conn.execute(delete(image_paths).where(image_paths.c.path.in_(chunk)))
                 image_ids: list[int] = []
                 if results:
                     rows = [dict(path=r.path, sha256=r.sha256, width=int(r.width), height=int(r.height),
@@ -314,14 +257,6 @@ class MetadataStore:
         except SQLAlchemyError as exc:
             raise StoreError(f"writing a batch to {self.masked_url} failed: {exc}") from exc
         return BatchWrite(image_ids, failure_ids, np.asarray(region_ids, np.int64), removed)
-
-    def delete_paths(self, paths: Sequence[str]) -> tuple[int, np.ndarray]:
-        """Delete the images at ``paths`` with their regions; returns (images deleted, region ids)."""
-        self._writable()
-        with self.engine.begin() as conn:
-            ids = self._image_ids_by_path(conn, list(paths))
-            removed = self._delete_images(conn, ids)
-        return len(ids), removed
 
     def delete_images(self, image_ids: Sequence[int]) -> np.ndarray:
         self._writable()
@@ -394,7 +329,8 @@ class MetadataStore:
             return []
         filters = []
         if path_prefix:
-            filters += _prefix_filter(path_prefix)
+            filters.append(_any_path_filter(path_prefix) if self._has_paths_table
+                           else and_(*_prefix_filter(path_prefix)))
         if min_area is not None:
             filters.append(regions.c.area >= int(min_area))
         if min_score is not None:
@@ -408,6 +344,8 @@ class MetadataStore:
                     regions.c.id.in_(chunk), *filters)
                 for r in conn.execute(q):
                     found[int(r.id)] = _region_row(r)
+            if path_prefix and self._has_paths_table:
+                found = self._show_matching_paths(conn, found, path_prefix)
         return [found[i] for i in dict.fromkeys(id_list) if i in found]
 
     def get_region(self, region_id: int) -> RegionRow:
@@ -478,13 +416,6 @@ class MetadataStore:
              .where(and_(images.c.status == "indexed", regions.c.id.is_(None))))
         with self.engine.connect() as conn:
             return [int(i) for i in conn.execute(q).scalars()]
-
-
-def _prefix_filter(prefix: str) -> list[Any]:
-    # LIKE (escaped) lets the database use the path index; substr makes the test case-sensitive on
-    # SQLite too, whose LIKE ignores ASCII case.
-    return [images.c.path.startswith(prefix, autoescape=True),
-            func.substr(images.c.path, 1, len(prefix)) == prefix]
 
 
 def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:

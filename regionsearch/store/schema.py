@@ -98,3 +98,12 @@ pipelines = Table(
     Column("settings", Text, nullable=False),
     Column("first_used", DateTime(timezone=True), nullable=False),
 )
+
+#: further paths of an indexed image: byte-identical copies found at other paths (the image row's
+#: ``path`` is the first one); searchable by path prefix and removable like the first
+image_paths = Table(
+    "image_paths",
+    metadata,
+    Column("path", Text, primary_key=True),
+    Column("image_id", IdType, ForeignKey("images.id", ondelete="CASCADE"), nullable=False, index=True),
+)
