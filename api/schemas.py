@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from regionsearch.search import MAX_K
 
@@ -49,40 +49,30 @@ class SearchRequest(BaseModel):
     filters: SearchFiltersIn = Field(default_factory=SearchFiltersIn)
 
 
-class Hit(BaseModel):
-    """The hit schema shared with the CLI (``SearchHit.to_json``; checked against it by the tests)."""
+def _region_fields(*, ids: bool = True, score: str | None = None, image_size: bool = False) -> dict[str, Any]:
+    """The fields of :meth:`regionsearch.types.RegionRecord.to_json`, in its order: the one region
+    shape, with its ids or not, a ``score`` (described by ``score``) after them, the image size last."""
+    fields: dict[str, Any] = {"region_id": (int, ...), "image_id": (int, ...), "image_path": (str, ...)} if ids else {}
+    if score is not None:
+        fields["score"] = (float, Field(description=score))
+    fields |= {"bbox": (list[float], Field(description="XYWH pixels")), "area": (int, ...), "mask": (RLE, ...),
+               "predicted_iou": (Optional[float], ...), "stability_score": (Optional[float], ...),
+               "kind": (Literal["mask", "whole"], ...)}
+    if image_size:
+        fields |= {"image_width": (Optional[int], ...), "image_height": (Optional[int], ...)}
+    return fields
 
-    region_id: int
-    image_id: int
-    image_path: str
-    score: float
-    bbox: list[float] = Field(description="XYWH pixels")
-    area: int
-    mask: RLE
-    predicted_iou: Optional[float]
-    stability_score: Optional[float]
-    kind: Literal["mask", "whole"]
+
+Hit = create_model("Hit", __doc__="The hit schema shared with the CLI (``SearchHit.to_json``).",
+                   **_region_fields(score="cosine similarity of the region's and the query's CLIP embeddings"))
+RegionOut = create_model("RegionOut", __doc__="One region (``RegionRecord.to_json``).", **_region_fields(image_size=True))
+CandidateOut = create_model("CandidateOut", __doc__="A region of one image ranked by ``/v1/segment/text``.",
+                            **_region_fields(ids=False, score="cosine similarity to the text"))
 
 
 class SearchResponse(BaseModel):
     query: Union[str, dict[str, Any]] = Field(description="the query text, or a description of an image/region query")
     hits: list[Hit]
-
-
-class RegionOut(BaseModel):
-    """One region (``RegionRecord.to_json``; checked against it by the tests)."""
-
-    region_id: int
-    image_id: int
-    image_path: str
-    bbox: list[float] = Field(description="XYWH pixels")
-    area: int
-    mask: RLE
-    predicted_iou: Optional[float]
-    stability_score: Optional[float]
-    kind: Literal["mask", "whole"]
-    image_width: Optional[int]
-    image_height: Optional[int]
 
 
 class ImageOut(BaseModel):
@@ -142,16 +132,6 @@ class SegmentTextRequest(BaseModel):
     image_key: Optional[str] = Field(default=None, max_length=64, pattern="^[0-9a-f]{64}$")
     text: str
     k: int = Field(default=10, le=MAX_K, description=K_DOC)
-
-
-class CandidateOut(BaseModel):
-    score: float = Field(description="cosine similarity to the text")
-    bbox: list[float] = Field(description="XYWH pixels")
-    area: int
-    mask: RLE
-    predicted_iou: Optional[float]
-    stability_score: Optional[float]
-    kind: Literal["mask", "whole"]
 
 
 class SegmentTextResponse(BaseModel):

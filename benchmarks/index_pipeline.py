@@ -33,6 +33,7 @@ def _peak_rss_mb() -> float:
 def run_setting(setting: str, n_images: int, preset: str) -> dict:
     import torch
 
+    import indexer  # noqa: F401  (registers the indexing runners Engine.index uses)
     from regionsearch.config import load_config
     from regionsearch.demo import write_sample_photos
     from regionsearch.engine import Engine

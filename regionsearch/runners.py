@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from .errors import UnknownNameError
+from .errors import ConfigError, UnknownNameError
 
 Runner = Callable[..., Any]
 _RUNNERS: dict[str, Runner] = {}
@@ -24,7 +24,11 @@ def register_runner(name: str, runner: Runner) -> None:
 
 def get_runner(name: str) -> Runner:
     """The runner registered as ``name``; :class:`UnknownNameError` listing the registered ones."""
+    if not _RUNNERS:
+        raise ConfigError(f"no indexing runner is registered (asked for {name!r}): `import indexer` first, which "
+                          "registers 'local' and 'ray' (the CLI and the API do), or call "
+                          "regionsearch.runners.register_runner")
     try:
         return _RUNNERS[name]
     except KeyError:
-        raise UnknownNameError("runner", name, sorted(_RUNNERS) or ["(none registered: import indexer)"]) from None
+        raise UnknownNameError("runner", name, sorted(_RUNNERS)) from None

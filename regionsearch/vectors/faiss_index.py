@@ -237,14 +237,16 @@ class FaissIndex:
     # ------------------------------------------------------------------ construction
     @classmethod
     def create(cls, path: str | os.PathLike[str] | None, dim: int, factory: str = "auto",
-               expected_n: int = 0) -> "FaissIndex":
+               expected_n: int = 0, readonly: bool = False) -> "FaissIndex":
         """An empty index (nothing written until :meth:`save`). ``expected_n`` lets ``auto`` start at
         the right tier (used by reindex); a type that needs training starts as ``Flat`` until
-        :meth:`train` is called or enough vectors were added."""
+        :meth:`train` is called or enough vectors were added. A ``readonly`` index at a ``path`` that
+        does not exist yet picks up the file once a writer saves it (:meth:`reload_if_changed`)."""
         if dim <= 0:
             raise StoreError(f"vector dimension must be positive, got {dim}")
         target = cls._target_for(factory, expected_n, dim)
-        return cls(_new_index(target if train_min(target) == 0 else "Flat", dim), path, factory=factory)
+        return cls(_new_index(target if train_min(target) == 0 else "Flat", dim), path, factory=factory,
+                   readonly=readonly)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, factory: str = "auto", readonly: bool = False,

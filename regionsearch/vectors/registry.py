@@ -64,7 +64,7 @@ def _open_faiss(root: Path, dim: int, *, factory: str, readonly: bool) -> Vector
 
     path = root / INDEX_NAME
     if not path.exists():
-        return FaissIndex.create(None if readonly else path, dim, factory)
+        return FaissIndex.create(path, dim, factory, readonly=readonly)
     index = FaissIndex.load(path, factory=factory, readonly=readonly)
     if index.dim != dim:
         raise IndexMismatchError(f"the vector index {path} has dimension {index.dim} but the manifest says {dim}; "

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from api.schemas import Hit, RegionOut, SearchRequest
+from api.schemas import CandidateOut, Hit, RegionOut, SearchRequest
 from regionsearch.search import MAX_K
 from regionsearch.types import RegionRecord
 
@@ -22,6 +22,12 @@ def test_hit_is_the_region_record_with_a_score():
     data = RECORD.to_hit(0.25).to_json()
     assert list(data) == list(Hit.model_fields) and data["score"] == 0.25
     assert Hit.model_validate(data).model_dump() == data
+
+
+def test_segment_text_candidate_is_a_hit_without_ids():
+    data = {k: v for k, v in RECORD.to_hit(0.5).to_json().items() if k not in ("region_id", "image_id", "image_path")}
+    assert list(data) == list(CandidateOut.model_fields)
+    assert CandidateOut.model_validate(data).model_dump() == data
 
 
 def test_openapi_states_the_shared_maximum_k():

@@ -15,6 +15,7 @@ from .conftest import make_settings, png_bytes
 
 INDEX_SCRIPT = """
 import sys
+import indexer  # registers the indexing runners
 from regionsearch.config import load_config
 from regionsearch.engine import Engine
 with Engine(load_config("tiny"), sys.argv[1]) as eng:
