@@ -168,10 +168,27 @@ def test_search_info_doctor_and_serve_leave_every_byte(tiny_dir, tmp_path, capsy
         assert hits
         with urllib.request.urlopen(f"{base}/v1/images/{hits[0]['image_id']}/overlay.png", timeout=60) as r:
             assert r.status == 200
+        _check_docs_are_self_hosted(base)
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(timeout=60)
     assert _tree_hash(data) == before
+
+
+def _check_docs_are_self_hosted(base: str) -> None:
+    """11: /docs and /redoc load every script and stylesheet from this server (no CDN)."""
+    import re
+    import urllib.request
+
+    for page, needed in (("/docs", ("swagger-ui-bundle.js", "swagger-ui.css")), ("/redoc", ("redoc.standalone.js",))):
+        with urllib.request.urlopen(base + page, timeout=30) as r:
+            html = r.read().decode()
+        urls = re.findall(r'(?:src|href)="([^"]+)"', html)
+        assert urls and all(u.startswith("/") for u in urls), (page, urls)
+        for name in needed:
+            url = next(u for u in urls if u.endswith(name))
+            with urllib.request.urlopen(base + url, timeout=30) as r:
+                assert r.status == 200 and len(r.read()) > 10_000, url
 
 
 def test_read_commands_on_a_photo_folder_create_nothing(tiny_dir, capsys):
