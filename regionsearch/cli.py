@@ -394,6 +394,7 @@ def eval_(
     """
     from .config import load_config
     from .evaluation.report import print_table, write_json, write_plots
+    from .manifest import check_data_dir_path, load_config_for
     from .evaluation.run import format_comparison, load_templates, run_eval, write_runs_json
 
     try:
@@ -412,16 +413,19 @@ def eval_(
         presets = [p.strip() for p in (compare_presets or base.segment.preset).split(",") if p.strip()]
         runs = []
         for crop, preset in [(c, p) for c in crops for p in presets]:
-            cfg = load_config(cfg_name, {**over, "embed": {"crop": crop}, "segment": {"preset": preset}})
+            run_dir = base_dir / f"eval-{crop}-{preset}"
+            cfg = load_config_for(check_data_dir_path(run_dir, must_exist=False), cfg_name,
+                                  {**over, "embed": {"crop": crop}, "segment": {"preset": preset}})
             name = f"crop={crop} preset={preset}"
             typer.echo(f"== {name}", err=True)
-            runs.append(run_eval(coco, images, cfg, base_dir / f"eval-{crop}-{preset}", tmpl, ks, depth,
+            runs.append(run_eval(coco, images, cfg, run_dir, tmpl, ks, depth,
                                  include_whole, progress, name=name, db_url=db))
         typer.echo(format_comparison(runs, [x for x in ks if x <= 10] or ks[:1]))
         path = write_runs_json(runs, out_dir / "compare.json")
         typer.echo(f"wrote {path}")
         return
-    cfg = load_config(cfg_name, over)
+    # an existing index is evaluated with the models it was built with (no --config needed)
+    cfg = load_config_for(check_data_dir_path(base_dir, must_exist=False), cfg_name, over)
     run = run_eval(coco, images, cfg, base_dir, tmpl, ks, depth, include_whole, progress, db_url=db)
     print_table(run.summary)
     out_dir.mkdir(parents=True, exist_ok=True)
