@@ -370,6 +370,13 @@ def reindex(
     typer.echo(f"rebuilt the vector index with {n} vectors")
 
 
+def _config_for_dir(path: Path, name: str | None, over: dict[str, Any]) -> Any:
+    """The config for an evaluation data dir: an existing index's own models (no --config needed)."""
+    from .manifest import check_data_dir_path, load_config_for
+
+    return load_config_for(check_data_dir_path(path, must_exist=False), name, over)
+
+
 @app.command("eval")
 def eval_(
     coco: Annotated[Path, typer.Option("--coco", help="COCO instances annotations JSON.")],
@@ -394,7 +401,6 @@ def eval_(
     """
     from .config import load_config
     from .evaluation.report import print_table, write_json, write_plots
-    from .manifest import check_data_dir_path, load_config_for
     from .evaluation.run import format_comparison, load_templates, run_eval, write_runs_json
 
     try:
@@ -414,8 +420,7 @@ def eval_(
         runs = []
         for crop, preset in [(c, p) for c in crops for p in presets]:
             run_dir = base_dir / f"eval-{crop}-{preset}"
-            cfg = load_config_for(check_data_dir_path(run_dir, must_exist=False), cfg_name,
-                                  {**over, "embed": {"crop": crop}, "segment": {"preset": preset}})
+            cfg = _config_for_dir(run_dir, cfg_name, {**over, "embed": {"crop": crop}, "segment": {"preset": preset}})
             name = f"crop={crop} preset={preset}"
             typer.echo(f"== {name}", err=True)
             runs.append(run_eval(coco, images, cfg, run_dir, tmpl, ks, depth,
@@ -424,16 +429,13 @@ def eval_(
         path = write_runs_json(runs, out_dir / "compare.json")
         typer.echo(f"wrote {path}")
         return
-    # an existing index is evaluated with the models it was built with (no --config needed)
-    cfg = load_config_for(check_data_dir_path(base_dir, must_exist=False), cfg_name, over)
+    cfg = _config_for_dir(base_dir, cfg_name, over)
     run = run_eval(coco, images, cfg, base_dir, tmpl, ks, depth, include_whole, progress, db_url=db)
     print_table(run.summary)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(run.summary, out_dir / "eval.json", extra={"templates": list(tmpl), "config": run.config,
                                                           "index_seconds": run.index_seconds})
-    written = [str(out_dir / "eval.json")]
-    if plots:
-        written += [str(p) for p in write_plots(run.summary, out_dir)]
+    written = [str(out_dir / "eval.json")] + ([str(p) for p in write_plots(run.summary, out_dir)] if plots else [])
     typer.echo("wrote " + ", ".join(written))
 
 
