@@ -20,6 +20,10 @@ CropStrategy = Literal["box", "mask", "blur"]
 CROP_STRATEGIES = ("box", "mask", "blur")
 TEXT_DTYPES = ("auto", "float32", "bfloat16")
 GENERATORS = ("fast", "sam2")
+#: how a video track's mask moves between sampled frames (regionsearch.video.tracks): ``chain``
+#: (image predictor prompted from the previous mask) or ``memory`` (SAM 2.1's video memory)
+PROPAGATORS = ("chain", "memory")
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts")
 
 #: sam2 ``SAM2AutomaticMaskGenerator`` parameters of each named preset. ``None`` in the user's
 #: config means "take the preset's value".
@@ -177,6 +181,27 @@ class SearchConfig:
 
 
 @dataclass(frozen=True)
+class VideoConfig:
+    """Videos as object tracks (:mod:`regionsearch.video`).
+
+    ``sample_fps``: frames looked at per second of presentation time; ``keyframe_every``:
+    sampled frames between automatic-mask keyframes (there is one at every scene cut too);
+    ``propagator``: how masks move between sampled frames (``PROPAGATORS``); ``n_crops``: mask
+    crops averaged into each track's vector; ``match_iou``: mask IoU for a keyframe mask to
+    continue a track; ``max_pixels``: per frame; ``max_bytes``: per file.
+    """
+
+    sample_fps: float = 2.0
+    keyframe_every: int = 4
+    propagator: str = "chain"
+    n_crops: int = 4
+    match_iou: float = 0.5
+    max_pixels: int = 4096 * 2304
+    max_bytes: int = 16 * 1024**3
+    extensions: tuple[str, ...] = VIDEO_EXTENSIONS
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration of one regionsearch pipeline."""
 
@@ -188,6 +213,7 @@ class Config:
     index: IndexConfig = field(default_factory=IndexConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+    video: VideoConfig = field(default_factory=VideoConfig)
 
     def __post_init__(self) -> None:
         if self.embed.crop not in CROP_STRATEGIES:
@@ -198,6 +224,12 @@ class Config:
             raise UnknownNameError("mask generator", self.segment.generator, GENERATORS)
         if self.search.text_dtype not in TEXT_DTYPES:
             raise UnknownNameError("text tower dtype", self.search.text_dtype, TEXT_DTYPES)
+        if self.video.propagator not in PROPAGATORS:
+            raise UnknownNameError("propagator", self.video.propagator, PROPAGATORS)
+        v = self.video
+        if not v.sample_fps > 0 or v.keyframe_every < 1 or v.n_crops < 1 or not 0 < v.match_iou <= 1:
+            raise ConfigError(f"video needs sample_fps > 0, keyframe_every >= 1, n_crops >= 1 and 0 < match_iou <= 1 "
+                              f"(got {v.sample_fps}, {v.keyframe_every}, {v.n_crops}, {v.match_iou})")
 
     def pipeline_key(self) -> str:
         """A short hash of everything that changes the stored regions or vectors of an image.

@@ -55,6 +55,10 @@ class InvalidImageError(RegionSearchError):
     http_status = 422
 
 
+class InvalidVideoError(InvalidImageError):
+    """An input file is not a usable video (the reason says why); recorded like a bad image."""
+
+
 class InvalidRequestError(RegionSearchError):
     """A query or prompt is malformed."""
 

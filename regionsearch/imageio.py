@@ -64,8 +64,9 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def read_file_bytes(path: str, max_bytes: int) -> bytes:
-    """Read a whole file with clear errors (missing, unreadable, symlink loop, too large, empty)."""
+def check_input_file(path: str, max_bytes: int) -> int:
+    """Size in bytes of a regular, non-empty file of at most ``max_bytes``; otherwise
+    :class:`InvalidImageError` saying why (missing, symlink loop, not a file, empty, too large)."""
     try:
         st = os.stat(path)
     except OSError as exc:
@@ -80,6 +81,12 @@ def read_file_bytes(path: str, max_bytes: int) -> bytes:
         raise InvalidImageError("empty file (0 bytes)")
     if st.st_size > max_bytes:
         raise ImageTooLargeError(f"file too large ({st.st_size} bytes > limit {max_bytes})")
+    return int(st.st_size)
+
+
+def read_file_bytes(path: str, max_bytes: int) -> bytes:
+    """Read a whole file with clear errors (missing, unreadable, symlink loop, too large, empty)."""
+    check_input_file(path, max_bytes)
     try:
         with open(path, "rb") as fh:
             return fh.read()

@@ -1,0 +1,225 @@
+"""Track building: the keyframe/propagation/re-matching rules with an oracle (narrow unit tests),
+then end to end on a moving-shapes clip with the tiny models and the chain propagator."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from regionsearch.errors import ConfigError, InvalidRequestError, UnknownNameError
+from regionsearch.evaluation.video import PredTrack, evaluate_tracking, parse_ytvis
+from regionsearch.masks import decode_rle, encode_rle, mask_iou, mask_to_bbox
+from regionsearch.testing.clips import make_clip
+from regionsearch.types import Region
+from regionsearch.video.decode import SampledFrame
+from regionsearch.video.tracks import (
+    Proposal,
+    TrackBuilder,
+    build_tracks,
+    create_propagator,
+    interior_point,
+    propagate_prompt,
+)
+
+
+class _Clock:
+    index = 0
+
+
+class OracleSegmenter:
+    """Ground-truth masks of the current frame as automatic masks."""
+
+    def __init__(self, clip, clock):
+        self.clip, self.clock = clip, clock
+
+    def segment(self, image):
+        f = self.clock.index
+        return [Region(bbox=mask_to_bbox(m), area=int(m.sum()), rle=encode_rle(m), predicted_iou=0.9,
+                       stability_score=0.9) for m, p in zip(self.clip.masks[f], self.clip.present[f]) if p]
+
+
+class OraclePropagator:
+    """Moves each object to the ground-truth mask that best overlaps its last mask; ``lose``
+    holds (object index, frame) pairs where it finds nothing."""
+
+    name = "oracle"
+
+    def __init__(self, clip, clock, lose=()):
+        self.clip, self.clock, self.lose, self.objects = clip, clock, set(lose), {}
+
+    def step(self, image):
+        f = self.clock.index
+        out = {}
+        for oid, last in self.objects.items():
+            ious = [mask_iou(last, m) for m in self.clip.masks[f]]
+            j = int(np.argmax(ious))
+            if (j, f) not in self.lose and self.clip.present[f, j]:
+                out[oid] = Proposal(self.clip.masks[f, j], 0.9)
+        return out
+
+    def add(self, oid, mask):
+        self.objects[oid] = mask
+
+    def remove(self, oid):
+        self.objects.pop(oid, None)
+
+    def begin(self, image):
+        pass
+
+
+def _frames(clip, clock):
+    for f, img in enumerate(clip.frames):
+        clock.index = f
+        yield SampledFrame(index=f, t=f / clip.spec.fps, image=img, cut=f == 0)
+
+
+def _gt(clip):
+    anns = [{"id": j + 1, "video_id": 1, "category_id": 1,
+             "segmentations": [encode_rle(clip.masks[f, j]) if clip.present[f, j] else None
+                               for f in range(len(clip.frames))]} for j in range(len(clip.captions))]
+    return parse_ytvis({"videos": [{"id": 1, "length": len(clip.frames)}], "annotations": anns})
+
+
+def _score(clip, tracks):
+    preds = [PredTrack(t.id, 1, t.masks_by_index()) for t in tracks]
+    return evaluate_tracking(_gt(clip), preds, {1: range(len(clip.frames))})
+
+
+def test_oracle_tracks_are_the_objects():
+    clip, clock = make_clip(31, "slow", n_frames=9), _Clock()
+    tracks, stats = build_tracks(_frames(clip, clock), OracleSegmenter(clip, clock), OraclePropagator(clip, clock),
+                                 keyframe_every=4, min_area=1)
+    assert len(tracks) == len(clip.captions) and stats.keyframes == 3 and stats.frames == 9
+    res = _score(clip, tracks)
+    assert res.mean_miou == 1.0 and res.max_switches == 0 and res.fragments_per_object == 1.0
+    for t in tracks:
+        assert [f.keyframe for f in t.frames] == [i % 4 == 0 for i in range(9)]
+        assert (t.frame_start, t.frame_end, t.t_end) == (0, 8, 8 / clip.spec.fps)
+
+
+def test_a_lost_object_is_resumed_at_the_next_keyframe_or_becomes_a_new_track_without_reid():
+    clip = make_clip(31, "slow", n_frames=9)
+    for reid_frames, n_tracks, fragments, switches in ((None, 3, 1, 0), (0, 4, 2, 1)):
+        clock = _Clock()
+        prop = OraclePropagator(clip, clock, lose={(0, 2)})
+        tracks, _ = build_tracks(_frames(clip, clock), OracleSegmenter(clip, clock), prop, keyframe_every=4,
+                                 min_area=1, reid_frames=reid_frames)
+        assert len(tracks) == n_tracks
+        res = _score(clip, tracks)
+        lost = [o for o in res.objects if o.object_id == 1][0]
+        assert (lost.fragments, lost.switches) == (fragments, switches)
+        assert lost.miou == pytest.approx(7 / 9)  # frames 2 and 3 missed, found again at keyframe 4
+        resumed = [t for t in tracks if t.frame_start == 0 and 2 not in t.masks_by_index()]
+        assert [sorted(t.masks_by_index()) for t in resumed] == ([[0, 1, 4, 5, 6, 7, 8]] if reid_frames is None
+                                                                 else [[0, 1]])
+
+
+def test_a_propagated_mask_of_another_colour_loses_the_track():
+    clip, clock = make_clip(31, "slow", n_frames=3), _Clock()
+
+    class Jumping(OraclePropagator):
+        def step(self, image):  # every object jumps onto object 0 at frame 1
+            return {k: Proposal(self.clip.masks[self.clock.index, 0], 0.9) for k in self.objects}
+
+    tracks, _ = build_tracks(_frames(clip, clock), OracleSegmenter(clip, clock), Jumping(clip, clock),
+                             keyframe_every=8, min_area=1)
+    kept = [t for t in tracks if len(t.frames) > 1]
+    assert len(kept) == 1 and mask_iou(clip.masks[0, 0], decode_rle(kept[0].frames[0].rle)) == 1.0
+
+
+def test_collapsed_area_ends_a_track():
+    clip, clock = make_clip(31, "slow", n_frames=4), _Clock()
+
+    class Shrinking(OraclePropagator):
+        def step(self, image):
+            out = super().step(image)
+            return {k: Proposal(p.mask & (np.arange(p.mask.shape[1]) < 2)[None], p.score) for k, p in out.items()}
+
+    tracks, _ = build_tracks(_frames(clip, clock), OracleSegmenter(clip, clock), Shrinking(clip, clock),
+                             keyframe_every=8, min_area=1)
+    assert all(len(t.frames) == 1 for t in tracks)
+
+
+def test_bad_builder_arguments():
+    with pytest.raises(ConfigError, match="keyframe_every"):
+        TrackBuilder(None, None, keyframe_every=0)  # type: ignore[arg-type]
+    with pytest.raises(UnknownNameError, match="chain"):
+        create_propagator("telepathy", None)
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    from regionsearch.config import load_config
+    from regionsearch.pipeline import Pipeline
+
+    return Pipeline(load_config("tiny"))
+
+
+@pytest.mark.slow
+def test_tiny_models_track_search_and_follow_a_click(pipeline):
+    """A slow clip end to end (mp4 decode, AMG keyframes, chain propagation, embeddings)."""
+    import tempfile
+    from pathlib import Path
+
+    from regionsearch.testing.clips import write_mp4
+    from regionsearch.video.decode import sample_frames
+    from regionsearch.video.tracks import track_video
+
+    clip = make_clip(90_001, "slow", n_frames=6)
+    emb = pipeline.embedder
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_mp4(clip.spec, Path(tmp) / "c.mp4")
+        result = track_video(str(path), pipeline, dataclasses.replace(pipeline.config.video, keyframe_every=3))
+        tracks = result.tracks
+        assert result.sampled == [(i, i / 2.0) for i in range(6)] and result.stats.keyframes == 2
+        assert (result.info.width, result.info.n_frames) == (256, 6)
+        res = _score(clip, tracks)
+        assert res.mean_miou >= 0.85 and res.max_switches == 0, res.summary()
+        vecs = np.stack([t.embedding for t in tracks])
+        np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+        # every caption's best track is the object's track
+        preds = [PredTrack(t.id, 1, t.masks_by_index()) for t in tracks]
+        gt = _gt(clip)
+        from regionsearch.evaluation.video import spatiotemporal_iou
+
+        for j, cap in enumerate(clip.captions):
+            best = int(np.argmax(vecs @ emb.embed_texts([cap])[0]))
+            assert spatiotemporal_iou(preds[best].masks, gt.objects[j].masks, range(6)) >= 0.5, cap
+        # one click on the first frame follows the object through the clip
+        j = 0
+        click = interior_point(clip.masks[0, j])
+        got = propagate_prompt(sample_frames(path, 2.0), create_propagator("chain", pipeline.sam_model),
+                               points=[click], labels=[1])
+        ious = [mask_iou(p.mask, clip.masks[fr.index, j]) for fr, p in got]
+        assert len(got) == 6 and np.mean(ious) >= 0.85, ious
+
+
+@pytest.mark.slow
+def test_memory_propagator_runs_on_the_tiny_model_with_bounded_memory(pipeline):
+    """sam2's memory path (memory encoder + attention + object pointers) end to end through the
+    track builder; the tiny memory path is untrained, so only mechanics are checked here (quality
+    figures: benchmarks/video_tracks.py --propagator memory)."""
+    from regionsearch.video.memory import MemoryPropagator
+
+    clip, clock = make_clip(31, "slow", n_frames=20, size=128), _Clock()
+    prop = MemoryPropagator(pipeline.sam_model)
+    peak = []
+
+    class Watched(OracleSegmenter):
+        def segment(self, image):
+            peak.append(prop.memory_entries())
+            return super().segment(image)
+
+    tracks, stats = build_tracks(_frames(clip, clock), Watched(clip, clock), prop, keyframe_every=4, min_area=1,
+                                 max_colour_shift=None, min_score=0.0, collapse=0.0)
+    assert stats.frames == 20 and tracks
+    n = len(clip.captions)
+    assert max(peak) <= n * (prop.keep + 2)
+    assert prop.memory_entries() == 0  # finish() removed every object
+    for t in tracks:
+        for f in t.frames:
+            assert f.rle["size"] == [128, 128]
+    with pytest.raises(InvalidRequestError, match="chain"):
+        prop.prompt([[1, 1]], [1])
