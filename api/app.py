@@ -99,6 +99,44 @@ def _allowed_methods(app: FastAPI, scope: dict) -> list[str]:
             if any(route.matches({**scope, "method": m})[0] == Match.FULL for route in app.router.routes)]
 
 
+DOCS_ASSETS_URL = "/static-docs"
+
+
+def _offline_docs(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc`` with their JavaScript/CSS served by this service from
+    the installed ``fastapi-offline`` package (FastAPI's self-hosted docs recipe), not a CDN, so
+    the docs work on an air-gapped machine."""
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+    from fastapi.responses import HTMLResponse
+
+    import fastapi_offline
+
+    assets = Path(fastapi_offline.__file__).resolve().parent / "static"
+    app.mount(DOCS_ASSETS_URL, StaticFiles(directory=assets), name="docs-assets")
+    openapi_url, redirect_url = app.openapi_url or "/openapi.json", app.swagger_ui_oauth2_redirect_url
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(openapi_url=root + openapi_url, title=f"{app.title} - Swagger UI",
+                                   oauth2_redirect_url=redirect_url,
+                                   swagger_js_url=f"{root}{DOCS_ASSETS_URL}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{root}{DOCS_ASSETS_URL}/swagger-ui.css",
+                                   swagger_favicon_url=f"{root}{DOCS_ASSETS_URL}/favicon.png")
+
+    if redirect_url:
+        @app.get(redirect_url, include_in_schema=False)
+        async def swagger_ui_redirect() -> HTMLResponse:
+            return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_redoc_html(openapi_url=root + openapi_url, title=f"{app.title} - ReDoc",
+                              redoc_js_url=f"{root}{DOCS_ASSETS_URL}/redoc.standalone.js",
+                              redoc_favicon_url=f"{root}{DOCS_ASSETS_URL}/favicon.png", with_google_fonts=False)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The service for ``settings`` (default: from ``REGIONSEARCH_*`` environment variables)."""
     settings = settings or Settings.from_env()
@@ -124,8 +162,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "`X-API-Key` header and answer 503 when the server has no key configured."
         ),
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.service = state
+    _offline_docs(app)
 
     def openapi() -> dict[str, Any]:
         # FastAPI's generated schema plus the limits the service enforces and response links

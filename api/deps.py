@@ -146,11 +146,14 @@ class ServiceState:
     def start(self) -> None:
         """Load models and open the data directory (runs in a worker thread)."""
         from regionsearch.engine import Engine
+        from regionsearch.manifest import check_data_dir_path, default_data_dir, load_config_for
 
         import indexer  # noqa: F401  (registers the indexing runners; the API is a composition root)
 
         s = self.settings
-        cfg = load_config(s.config, {"device": s.device} if s.device else None)
+        # an existing data dir serves with the models it was indexed with (no --config needed)
+        existing = check_data_dir_path(s.data_dir or default_data_dir(), must_exist=False)
+        cfg = load_config_for(existing, s.config, {"device": s.device} if s.device else None)
         self.engine = Engine(cfg, s.data_dir, s.db, readonly=True)
         self.amg = LRUCache(s.segment_cache_size)
         if s.preload_models:

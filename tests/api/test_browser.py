@@ -102,3 +102,30 @@ def test_search_open_image_point_mask(live_server):
         finally:
             browser.close()
     assert not errors, errors
+
+
+@pytest.mark.slow
+def test_api_docs_render_without_network(live_server):
+    """/docs and /redoc render with every request outside the server blocked (air-gapped machine)."""
+    sync_playwright = _browser_or_skip()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            page = browser.new_page()
+            outside: list[str] = []
+
+            def gate(route):
+                if route.request.url.startswith(live_server.url):
+                    return route.continue_()
+                outside.append(route.request.url)
+                return route.abort()
+
+            page.route("**/*", gate)
+            page.goto(live_server.url + "/docs")
+            page.wait_for_selector(".swagger-ui .opblock", timeout=30_000)
+            assert page.locator(".swagger-ui .opblock").count() >= 5
+            page.goto(live_server.url + "/redoc")
+            page.wait_for_selector("[data-section-id]", timeout=30_000)
+            assert not outside, outside
+        finally:
+            browser.close()
