@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml requirements/constraints.txt requirements/sam2.txt requ
 	$(PIP) install -q -c requirements/constraints.txt torch==2.14.1 torchvision==0.29.1
 	$(PIP) install -q -c requirements/constraints.txt "numpy>=1.24" "pillow>=10" "tqdm>=4.66" "hydra-core>=1.3.2" "iopath>=0.1.10"
 	SAM2_BUILD_CUDA=0 $(PIP) install -q --no-build-isolation --no-deps --require-hashes -r requirements/sam2.txt
-	$(PIP) install -q -c requirements/constraints.txt -e ".[dev,postgres,eval]"
+	$(PIP) install -q -c requirements/constraints.txt -e ".[dev,postgres,eval,mcp]"
 	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(PIP) install -q -c requirements/constraints.txt -r requirements/test.txt
 	$(PIP) install -q -c requirements/constraints.txt -r requirements/scale.txt
 	touch $(STAMP)

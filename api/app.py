@@ -91,6 +91,52 @@ class _Guard:
             m.latency.labels(scope["method"], path).observe(time.perf_counter() - start)
 
 
+def _allowed_methods(app: FastAPI, scope: dict) -> list[str]:
+    """Every method some route serves at the request's path (the routing's own matching)."""
+    from starlette.routing import Match
+
+    return [m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+            if any(route.matches({**scope, "method": m})[0] == Match.FULL for route in app.router.routes)]
+
+
+DOCS_ASSETS_URL = "/static-docs"
+
+
+def _offline_docs(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc`` with their JavaScript/CSS served by this service from
+    the installed ``fastapi-offline`` package (FastAPI's self-hosted docs recipe), not a CDN, so
+    the docs work on an air-gapped machine."""
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+    from fastapi.responses import HTMLResponse
+
+    import fastapi_offline
+
+    assets = Path(fastapi_offline.__file__).resolve().parent / "static"
+    app.mount(DOCS_ASSETS_URL, StaticFiles(directory=assets), name="docs-assets")
+    openapi_url, redirect_url = app.openapi_url or "/openapi.json", app.swagger_ui_oauth2_redirect_url
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(openapi_url=root + openapi_url, title=f"{app.title} - Swagger UI",
+                                   oauth2_redirect_url=redirect_url,
+                                   swagger_js_url=f"{root}{DOCS_ASSETS_URL}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{root}{DOCS_ASSETS_URL}/swagger-ui.css",
+                                   swagger_favicon_url=f"{root}{DOCS_ASSETS_URL}/favicon.png")
+
+    if redirect_url:
+        @app.get(redirect_url, include_in_schema=False)
+        async def swagger_ui_redirect() -> HTMLResponse:
+            return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_redoc_html(openapi_url=root + openapi_url, title=f"{app.title} - ReDoc",
+                              redoc_js_url=f"{root}{DOCS_ASSETS_URL}/redoc.standalone.js",
+                              redoc_favicon_url=f"{root}{DOCS_ASSETS_URL}/favicon.png", with_google_fonts=False)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The service for ``settings`` (default: from ``REGIONSEARCH_*`` environment variables)."""
     settings = settings or Settings.from_env()
@@ -116,8 +162,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "`X-API-Key` header and answer 503 when the server has no key configured."
         ),
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.service = state
+    _offline_docs(app)
+
+    def openapi() -> dict[str, Any]:
+        # FastAPI's generated schema plus the limits the service enforces and response links
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            from .openapi import document_limits
+
+            spec = get_openapi(title=app.title, version=app.version, summary=app.summary,
+                               description=app.description, routes=app.routes)
+            app.openapi_schema = document_limits(spec, settings, max_k=state.max_k)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.exception_handler(RegionSearchError)
     async def domain_error(request: Request, exc: RegionSearchError) -> JSONResponse:
@@ -136,16 +199,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
         if exc.status_code == 404 and message == "Not Found":
             message = "not found"
-        return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
+        headers = exc.headers
+        if exc.status_code == 405:
+            # Starlette names only the methods of the first route matching the path; several
+            # routes share a path (GET and DELETE /v1/images/{id}), so list them all
+            headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(app, request.scope))}
+        return JSONResponse({"error": message}, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse({"error": "internal error"}, status_code=500)
 
-    from .routes import health, images, regions, search, segment
+    from .routes import health, images, regions, scene, search, segment
 
-    for module in (health, search, regions, segment, images):
+    for module in (health, search, regions, segment, images, scene):
         app.include_router(module.router)
 
     @app.get("/", include_in_schema=False)

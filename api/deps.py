@@ -25,6 +25,7 @@ from fastapi.security import APIKeyHeader
 from regionsearch.errors import (DataDirBusyError, ImageTooLargeError, InvalidImageError, InvalidRequestError,
                                  NotFoundError, RegionSearchError)
 from regionsearch.cache import LRUCache
+from regionsearch.config import load_config
 from regionsearch.search import check_k as _check_k
 from regionsearch.search import check_text as _check_text
 
@@ -144,13 +145,15 @@ class ServiceState:
     # ------------------------------------------------------------------ startup
     def start(self) -> None:
         """Load models and open the data directory (runs in a worker thread)."""
-        from regionsearch.config import load_config
         from regionsearch.engine import Engine
+        from regionsearch.manifest import check_data_dir_path, default_data_dir, load_config_for
 
         import indexer  # noqa: F401  (registers the indexing runners; the API is a composition root)
 
         s = self.settings
-        cfg = load_config(s.config, {"device": s.device} if s.device else None)
+        # an existing data dir serves with the models it was indexed with (no --config needed)
+        existing = check_data_dir_path(s.data_dir or default_data_dir(), must_exist=False)
+        cfg = load_config_for(existing, s.config, {"device": s.device} if s.device else None)
         self.engine = Engine(cfg, s.data_dir, s.db, readonly=True)
         self.amg = LRUCache(s.segment_cache_size)
         if s.preload_models:
@@ -187,8 +190,12 @@ class ServiceState:
     # ------------------------------------------------------------------ access
     @property
     def max_k(self) -> int:
-        """The largest ``k``: the settings' ``max_k``, else the config's ``search.max_k`` (the CLI's)."""
-        return self.settings.max_k or self.engine.config.search.max_k
+        """The largest ``k``: the settings' ``max_k``, else the config's ``search.max_k`` (the CLI's;
+        None: no bound). Known before :meth:`start` too (the OpenAPI schema states it)."""
+        if self.settings.max_k:
+            return self.settings.max_k
+        cfg = self.engine.config if self.engine is not None else load_config(self.settings.config)
+        return cfg.search.max_k
 
     def encode_text(self, text: str) -> np.ndarray:
         """With :meth:`encode_image`, the service's :class:`~regionsearch.search.QueryEncoder`."""
@@ -221,7 +228,7 @@ class ServiceState:
                 from regionsearch.segment.prompt import PromptSegmenter
 
                 self.prompt = PromptSegmenter(self.engine.pipeline.sam_model, self.settings.segment_cache_size,
-                                              self.settings.logits_cache_size)
+                                              self.settings.logits_cache_size, dtype=self.engine.config.segment.dtype)
             return self.prompt
 
     def datadir(self) -> Any:

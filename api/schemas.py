@@ -1,6 +1,7 @@
 """Request and response bodies of the HTTP API (the OpenAPI schema is generated from these).
 
-Conventions: boxes in responses are ``XYWH`` pixels (as everywhere in regionsearch); boxes in
+Request models are strict (no ``true`` for a number, no ``"3"`` for an integer): what the
+OpenAPI schema calls invalid is rejected. Conventions: boxes in responses are ``XYWH`` pixels (as everywhere in regionsearch); boxes in
 segmentation prompts are ``XYXY`` pixels (as SAM takes them); masks are COCO RLE
 ``{"size": [h, w], "counts": str}``; scores are cosine similarities (search) or SAM's predicted
 IoU (segmentation).
@@ -8,14 +9,23 @@ IoU (segmentation).
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 from regionsearch.search import MAX_K
 
 #: the documented bound of every ``k`` (the service checks its own ``max_k``, <= MAX_K)
 K_DOC = f"number of hits: 1 to the service's max_k (by default {MAX_K}, the same maximum as the CLI's -k)"
+
+
+def _integral(v: Any) -> Any:
+    """JSON has one number type: ``94.0`` is an integer to JSON Schema, so it is one here too."""
+    return int(v) if isinstance(v, float) and v.is_integer() else v
+
+
+#: an integer of a strict request model that also takes integral floats (never booleans or strings)
+JsonInt = Annotated[int, BeforeValidator(_integral)]
 
 
 class ErrorBody(BaseModel):
@@ -31,23 +41,23 @@ class RLE(BaseModel):
 
 
 class SearchFiltersIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
     path_prefix: Optional[str] = Field(default=None, max_length=4096,
                                        description="only images whose stored path starts with this string")
     min_area: Optional[float] = Field(default=None, ge=0,
                                       description="minimum region area: fraction of the image (<= 1) or pixels (> 1)")
     min_score: Optional[float] = Field(default=None, ge=-1, le=1, description="minimum similarity score")
-    per_image: Optional[int] = Field(default=None, ge=1, le=1000, description="at most this many hits per image")
+    per_image: Optional[Annotated[int, Field(ge=1, le=1000), BeforeValidator(_integral)]] = Field(default=None, description="at most this many hits per image")
     dedupe: bool = Field(default=True, description="collapse near-duplicate regions of one image (mask IoU >= the "
                          "service's search.dedupe_iou, 0.8 by default) into the best-scoring one; false shows all")
 
 
 class SearchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
     text: str = Field(description="what to look for, e.g. 'red car'")
-    k: int = Field(default=10, le=MAX_K, description=K_DOC)
+    k: JsonInt = Field(default=10, le=MAX_K, description=K_DOC)
     filters: SearchFiltersIn = Field(default_factory=SearchFiltersIn)
 
 
@@ -65,8 +75,25 @@ def _region_fields(*, ids: bool = True, score: str | None = None, image_size: bo
     return fields
 
 
-Hit = create_model("Hit", __doc__="The hit schema shared with the CLI (``SearchHit.to_json``).",
-                   **_region_fields(score="cosine similarity of the region's and the query's CLIP embeddings"))
+class RelationObject(BaseModel):
+    region_id: int
+    bbox: list[float] = Field(description="XYWH pixels")
+    score: float = Field(description="cosine similarity of the object region to the object text")
+
+
+class HitRelation(BaseModel):
+    """Why a relational query ("X left of Y") matched: the relation and its object region."""
+
+    predicate: str
+    object: RelationObject
+    scene: Optional[bool] = Field(default=None, description="true when the object is the whole image "
+                                  "(\"X in Y\" where Y describes the scene)")
+
+
+Hit = create_model("Hit", __doc__="The hit schema shared with the CLI (``SearchHit.to_json``); ``relation`` "
+                   "only in hits of relational queries.",
+                   **_region_fields(score="cosine similarity of the region's and the query's CLIP embeddings"),
+                   relation=(Optional[HitRelation], None))
 RegionOut = create_model("RegionOut", __doc__="One region (``RegionRecord.to_json``).", **_region_fields(image_size=True))
 CandidateOut = create_model("CandidateOut", __doc__="A region of one image ranked by ``/v1/segment/text``.",
                             **_region_fields(ids=False, score="cosine similarity to the text"))
@@ -92,13 +119,13 @@ class SegmentRequest(BaseModel):
     """A SAM 2.1 prompt on an indexed image (``image_id``) or on an image sent earlier
     (``image_key`` from an earlier response, while its features are cached)."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
-    image_id: Optional[int] = Field(default=None, description="an indexed image")
+    image_id: Optional[JsonInt] = Field(default=None, description="an indexed image")
     image_key: Optional[str] = Field(default=None, max_length=64, pattern="^[0-9a-f]{64}$",
                                      description="content hash returned by an earlier segment call")
     points: Optional[list[list[float]]] = Field(default=None, description="[[x, y], ...] pixels")
-    labels: Optional[list[int]] = Field(default=None, description="one per point: 1 foreground, 0 background")
+    labels: Optional[list[JsonInt]] = Field(default=None, description="one per point: 1 foreground, 0 background")
     box: Optional[Union[list[float], list[list[float]]]] = Field(
         default=None, description="[x0, y0, x1, y1] pixels, or a list of such boxes (one result set per box)")
     mask_input: Optional[str] = Field(
@@ -128,12 +155,12 @@ class SegmentResponse(BaseModel):
 
 
 class SegmentTextRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
-    image_id: Optional[int] = None
+    image_id: Optional[JsonInt] = None
     image_key: Optional[str] = Field(default=None, max_length=64, pattern="^[0-9a-f]{64}$")
     text: str
-    k: int = Field(default=10, le=MAX_K, description=K_DOC)
+    k: JsonInt = Field(default=10, le=MAX_K, description=K_DOC)
 
 
 class SegmentTextResponse(BaseModel):

@@ -17,7 +17,11 @@ Run::
 
     python benchmarks/api_latency.py                      # quick: 20k regions
     python benchmarks/api_latency.py --regions 1000000    # the full-size figure (minutes to build)
-    python benchmarks/api_latency.py --full-text          # baseline: text tower over all 77 tokens
+    python benchmarks/api_latency.py --full-text          # baseline: text tower over all 77 tokens, float32
+    python benchmarks/api_latency.py --segment-decoder sam2   # baseline: sam2's decoder for prompts
+
+Figures go to ``benchmarks/results/api_latency-<N>[-full_text].json``; the script exits 1 when any
+search request failed.
 
 The data dir is kept (``--data-dir``, default ``/tmp/regionsearch-bench-<N>``) and reused when
 it already holds N regions.
@@ -38,6 +42,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _results import save_results  # noqa: E402
 
 DIM = 512
 REGIONS_PER_IMAGE = 50
@@ -149,7 +156,30 @@ def build(data_dir: Path, n_regions: int, seed: int = 0) -> dict:
 
 
 # ---------------------------------------------------------------------------------- serve
-def serve(data_dir: Path, port: int, full_text: bool, threads: int) -> None:
+def use_segment_decoder(which: str) -> None:
+    """Which mask decoder answers prompts in this process: ``default`` (the shared-work decoder,
+    ``segment.dtype: auto``), ``float32`` (the shared-work decoder, exact path) or ``sam2``
+    (baseline: sam2's ``SAM2ImagePredictor.predict`` on the cached features, what the service
+    did before the shared-work decoder)."""
+    from regionsearch.segment import prompt
+
+    if which == "float32":
+        init = prompt.PromptSegmenter.__init__
+
+        def init_float32(self, *a, **kw):
+            init(self, *a, **{**kw, "dtype": "float32"})
+
+        prompt.PromptSegmenter.__init__ = init_float32
+    elif which == "sam2":
+        def sam2_predict(self, entry, coords, labels, box, mask, multimask):
+            masks, scores, low = self.predictor.predict(point_coords=coords, point_labels=labels, box=box,
+                                                        mask_input=mask, multimask_output=multimask)
+            return (masks[None], scores[None], low[None]) if masks.ndim == 3 else (masks, scores, low)
+
+        prompt.PromptSegmenter._predict = sam2_predict
+
+
+def serve(data_dir: Path, port: int, full_text: bool, threads: int, segment_decoder: str = "default") -> None:
     import torch
 
     torch.set_num_threads(threads)
@@ -158,12 +188,16 @@ def serve(data_dir: Path, port: int, full_text: bool, threads: int) -> None:
     cfg_path = data_dir / "bench.yaml"
     config = load_config(str(cfg_path))
     prime_sam(config)
+    use_segment_decoder(segment_decoder)
     if full_text:
-        # baseline: the text tower over its whole context (what open_clip's encode_text does)
+        # baseline: the text tower over its whole context in float32 (what open_clip's encode_text
+        # does); ``transformer`` (the embedder's lower-precision copy) is ignored on purpose
         from regionsearch.embed import text_fast
 
-        text_fast.encode_text_truncated = lambda model, tokens, normalize=False: model.encode_text(
-            tokens, normalize=normalize)
+        def full_context(model, tokens, normalize=False, transformer=None):
+            return model.encode_text(tokens, normalize=normalize)
+
+        text_fast.encode_text_truncated = full_context
     from api.app import run_server
 
     run_server(host="127.0.0.1", port=port, config=str(cfg_path), data_dir=str(data_dir), log_level="warning",
@@ -330,6 +364,9 @@ def main() -> None:
     ap.add_argument("--full-text", action="store_true",
                     help="baseline: encode query texts over the full context (no end-of-text truncation)")
     ap.add_argument("--no-segment", action="store_true")
+    ap.add_argument("--segment-decoder", choices=["default", "float32", "sam2"], default="default",
+                    help="mask decoder for prompts: the shared-work decoder (default dtype or float32) or the "
+                         "baseline, sam2's predictor on the cached features")
     ap.add_argument("--breakdown", action="store_true",
                     help="also time text tower / vector search / SQL fetch in-process (after the HTTP runs)")
     ap.add_argument("--threads", type=int, default=min(4, os.cpu_count() or 1), help="torch threads of the server")
@@ -338,13 +375,14 @@ def main() -> None:
     args = ap.parse_args()
     data_dir = args.data_dir or Path(f"/tmp/regionsearch-bench-{args.regions}")
     if args.serve:
-        serve(data_dir, args.port, args.full_text, args.threads)
+        serve(data_dir, args.port, args.full_text, args.threads, args.segment_decoder)
         return
 
     built = build(data_dir, args.regions)
     port = free_port()
     cmd = [sys.executable, __file__, "--serve", "--data-dir", str(data_dir), "--port", str(port),
-           "--threads", str(args.threads)] + (["--full-text"] if args.full_text else [])
+           "--threads", str(args.threads), "--segment-decoder", args.segment_decoder] + (
+               ["--full-text"] if args.full_text else [])
     proc = subprocess.Popen(cmd, cwd=str(ROOT))
     url = f"http://127.0.0.1:{port}"
     try:
@@ -361,16 +399,25 @@ def main() -> None:
             print(f"search c={level:>2}: p50 {res['p50_ms']} ms  p99 {res['p99_ms']} ms  {res['qps']} QPS "
                   f"({res['requests']} requests, {res['errors']} errors)", file=sys.stderr)
         if not args.no_segment:
-            results["segment"] = segment_bench(url, 1, args.prompts)
+            results["segment"] = {**segment_bench(url, 1, args.prompts), "decoder": args.segment_decoder}
             s = results["segment"]
-            print(f"segment: first prompt {s['first_prompt_ms']} ms; cached p50 {s['cached_prompt_p50_ms']} ms "
-                  f"p99 {s['cached_prompt_p99_ms']} ms", file=sys.stderr)
+            print(f"segment ({args.segment_decoder} decoder): first prompt {s['first_prompt_ms']} ms; cached p50 "
+                  f"{s['cached_prompt_p50_ms']} ms p99 {s['cached_prompt_p99_ms']} ms", file=sys.stderr)
+            from _results import save_results
+
+            print(f"segment figures: {save_results(f'api_latency-segment-{args.segment_decoder}', s)}", file=sys.stderr)
         if args.breakdown:
             proc.terminate()  # the in-process timing runs alone
             proc.wait(timeout=30)
             results["breakdown"] = breakdown(data_dir, args.threads)
             print(f"breakdown: {results['breakdown']}", file=sys.stderr)
         print(json.dumps(results, indent=2))
+        name = f"api_latency-{args.regions}" + ("-full_text" if args.full_text else "")
+        print(f"results: {save_results(name, results)}", file=sys.stderr)
+        errors = sum(level["errors"] for level in results["search"])
+        if errors:
+            # a baseline whose requests fail measures error pages, not searches
+            sys.exit(f"error: {errors} search requests failed (see the server log above)")
     finally:
         proc.terminate()
         try:

@@ -26,6 +26,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _proc import rss_tree  # noqa: E402
+from _results import save_results  # noqa: E402
 
 
 def write_scenes(folder: Path, n: int, seed: int) -> list[Path]:
@@ -105,6 +106,7 @@ def main() -> None:
     print(f"peak RSS {args.images} / {args.small} images: {res['peak_ratio_large_over_small']:.3f}")
     if args.json:
         args.json.write_text(json.dumps(res, indent=2))
+    print(f"results: {save_results(f'index_memory-{args.small}-{args.images}', res)}")
 
 
 if __name__ == "__main__":

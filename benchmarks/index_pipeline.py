@@ -24,6 +24,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from _results import save_results  # noqa: E402
 
 
 def _peak_rss_mb() -> float:
@@ -112,6 +115,7 @@ def main() -> None:
               f"model load {r['model_load_s']} s, peak RSS {r['peak_rss_mb']} MB")
         print("    stage seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in st.items()))
     print(json.dumps(rows, indent=2))
+    print(f"results: {save_results(f'index_pipeline-{args.setting}-{args.images}', {'runs': rows})}")
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _proc import rss_tree  # noqa: E402
+from _results import save_results  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from regionsearch.vectors.faiss_index import default_nprobe, ivf_factory, ivf_shape  # noqa: E402
@@ -346,6 +347,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.out:
         args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results},
                                        indent=2))
+    print(f"results: {save_results(f'vector_scale-{args.n}', {'results': results}, argv=[sys.argv[0], *(argv if argv is not None else sys.argv[1:])])}")
 
 
 def _print_row(r: dict) -> None:

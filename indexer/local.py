@@ -39,6 +39,8 @@ class IndexReport:
     seconds: float = 0.0
     times: StageTimes = field(default_factory=StageTimes)
     failures: list[tuple[str, str]] = field(default_factory=list)
+    #: the run was stopped (Ctrl-C) after committing and saving what it had done
+    interrupted: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -68,11 +70,14 @@ def run_local(paths: Sequence[str], config: Config, datadir: Any, pipeline: Pipe
     the next files while the models work on the current one (a bounded prefetch, so memory does
     not grow with the corpus); ``0`` does everything inline.
     """
+    from regionsearch.models.device import configure_allocator
+
+    configure_allocator()  # long job: reuse freed decoder buffers instead of page-faulting them in again
     pipeline = pipeline or Pipeline(config)
     key = config.pipeline_key()
     report = IndexReport()
     start = time.perf_counter()
-    files = list(discover(paths, config.ingest.extensions))
+    files = list(dict.fromkeys(discover(paths, config.ingest.extensions)))  # overlapping arguments count once
     batch: list[Any] = []
     failures: list[tuple[str, str | None, str]] = []
     bar = _progress(len(files), progress)
@@ -124,6 +129,13 @@ def run_local(paths: Sequence[str], config: Config, datadir: Any, pipeline: Pipe
                             failed=report.failed, refresh=False)
         flush()
         datadir.save()
+    except KeyboardInterrupt as exc:
+        # what was read so far is committed and saved, so the same command resumes from here
+        flush()
+        datadir.save()
+        report.interrupted = True
+        exc.report = report  # type: ignore[attr-defined]
+        raise
     finally:
         bar.close()
         report.seconds = time.perf_counter() - start

@@ -141,8 +141,10 @@ class SamStage:
     """Ray actor: SAM 2.1 automatic mask generation, regions out as JSON (see :mod:`.shards`)."""
 
     def __init__(self, config: Config, gpus: float):
+        from regionsearch.models.device import configure_allocator
         from regionsearch.pipeline import Pipeline
 
+        configure_allocator()  # this worker process decodes masks for the whole job
         self.pipeline = Pipeline(_actor_config(config, gpus))
         self.pipeline.segmenter  # load once, before the first batch
 

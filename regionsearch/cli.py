@@ -60,9 +60,14 @@ def _compose() -> None:
 
 
 def _engine(config: str | None, data_dir: str | None, db: str | None, device: str | None,
-            create: bool = True, vectors: str | None = None, **overrides: Any) -> Any:
+            create: bool = True, vectors: str | None = None, readonly: bool = False, **overrides: Any) -> Any:
+    """The engine of a command. Cheap checks first (the data dir is not a file; a command that does
+    not create one finds a manifest there), then the config: the data dir's own models and
+    pipeline settings unless ``--config``/flags override them (an embedder other than the stored
+    vectors' is refused), all before any model loads. ``readonly`` opens without writing a byte."""
     from .config import load_config
     from .engine import Engine
+    from .manifest import check_data_dir_path, load_config_for
 
     _compose()
     over: dict[str, Any] = {}
@@ -78,8 +83,13 @@ def _engine(config: str | None, data_dir: str | None, db: str | None, device: st
             for p in parents:
                 node = node.setdefault(p, {})
             node[leaf] = value
-    cfg = load_config(config or _STATE.get("config"), over)
-    return Engine(cfg, data_dir or _STATE.get("data_dir"), db or _STATE.get("db"), create=create,
+    name = config or _STATE.get("config")
+    if name:
+        load_config(name, over)  # a bad preset or flag is reported before the data dir
+    root = data_dir or _STATE.get("data_dir") or default_data_dir()
+    existing = check_data_dir_path(root, must_exist=not create)
+    cfg = load_config_for(existing, name, over)
+    return Engine(cfg, root, db or _STATE.get("db"), create=create, readonly=readonly,
                   vectors_url=vectors or _STATE.get("vectors"))
 
 
@@ -97,6 +107,8 @@ def main_callback(
     """Global options apply to every command (each command also accepts them)."""
     logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)],
                         format="%(levelname)s %(name)s: %(message)s")
+    if verbose < 2:  # the hub client's retry warnings are not for end users; our errors say what to do
+        logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
     _STATE.update(config=config, data_dir=data_dir, db=db, device=device, vectors=vectors)
     if version:
         from . import __version__
@@ -135,38 +147,57 @@ def index(
     ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster to join with --runner ray, "
                                                        "e.g. auto; default: start a local Ray instance.")] = None,
     vectors: VectorsOpt = None,
+    reindex_changed: Annotated[bool, typer.Option("--reindex-changed", help="When this run's segmenter or crop "
+                                                  "settings differ from those the data dir's images were indexed "
+                                                  "with, re-index those images too (else the run is refused).")] = False,
 ) -> None:
     """Segment every object in every image, embed each region, store it (idempotent, resumable).
 
-    Re-running on the same files does no model work; moved files get their new path; changed
-    files are re-indexed. Files that cannot be read are recorded (see `info --errors`) and make
-    the exit code 1.
+    On an existing data dir the models and settings it records are used (no --config needed);
+    flags that change what the vectors mean are refused unless --reindex-changed. Re-running on
+    the same files does no model work; moved files get their new path; changed files are
+    re-indexed. Files that cannot be read are recorded (see `info --errors`) and make the exit
+    code 1; a path given on the command line that does not exist is a usage error (exit 2).
+    Ctrl-C saves what is done; the same command resumes.
     """
+    missing = [p for p in paths if not os.path.lexists(p)]
+    if missing:
+        _fail(f"{missing[0]} does not exist" + (f" (nor {len(missing) - 1} more path(s))" if len(missing) > 1 else "")
+              + "; nothing was indexed")
     eng = _engine(config, data_dir, db, device, segment__preset=preset, embed__crop=crop,
                   models__sam__model=sam_model, models__sam__checkpoint=sam_checkpoint,
                   models__sam__config=sam_config, models__clip__model=clip_model,
                   models__clip__pretrained=clip_pretrained, vectors=vectors)
     if runner not in ("local", "ray"):
         _fail(f"unknown runner {runner!r}; valid: local, ray")
-    with eng:
-        report = eng.index(paths, progress=progress and not as_json, workers=workers, runner=runner,
-                           ray_address=ray_address)
-    data = report.as_dict()
+    try:
+        with eng:
+            report = eng.index(paths, progress=progress and not as_json, workers=workers, runner=runner,
+                               ray_address=ray_address, reindex_changed=reindex_changed)
+    except KeyboardInterrupt as exc:
+        done = getattr(exc, "report", None)
+        saved = f"{done.indexed} image(s) indexed and saved" if done is not None else "the last committed batch is saved"
+        typer.echo(f"interrupted: {saved}; run the same command to resume", err=True)
+        raise typer.Exit(130)
+    _print_index_report(report.as_dict(), as_json)
+    raise typer.Exit(1 if report.failed else 0)
+
+
+def _print_index_report(data: dict[str, Any], as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(data, indent=2))
-    else:
-        typer.echo(
-            f"{data['files']} files: {data['indexed']} indexed, {data['unchanged']} unchanged, "
-            f"{data['moved']} moved, {data['failed']} failed; {data['regions']} regions in "
-            f"{data['seconds']:.1f} s ({data['images_per_s']:.2f} images/s, {data['regions_per_s']:.1f} regions/s)"
-        )
-        st = data["stage_seconds"]
-        typer.echo("stage seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in st.items()))
-        for f in data["failures"][:20]:
-            typer.echo(f"  failed: {f['path']}: {f['reason']}", err=True)
-        if len(data["failures"]) > 20:
-            typer.echo(f"  ... and {len(data['failures']) - 20} more (regionsearch info --errors)", err=True)
-    raise typer.Exit(1 if report.failed else 0)
+        return
+    typer.echo(
+        f"{data['files']} files: {data['indexed']} indexed, {data['unchanged']} unchanged, "
+        f"{data['moved']} moved, {data['failed']} failed; {data['regions']} regions in "
+        f"{data['seconds']:.1f} s ({data['images_per_s']:.2f} images/s, {data['regions_per_s']:.1f} regions/s)"
+    )
+    st = data["stage_seconds"]
+    typer.echo("stage seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in st.items()))
+    for f in data["failures"][:20]:
+        typer.echo(f"  failed: {f['path']}: {f['reason']}", err=True)
+    if len(data["failures"]) > 20:
+        typer.echo(f"  ... and {len(data['failures']) - 20} more (regionsearch info --errors)", err=True)
 
 
 @app.command()
@@ -183,11 +214,14 @@ def search(
     config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None, device: DeviceOpt = None,
 ) -> None:
     """Search indexed regions by text; prints ranked hits (or the JSON hit schema with --json)."""
-    from .search import SearchFilters
+    from .search import SearchFilters, check_k, check_text
 
-    eng = _engine(config, data_dir, db, device)
     filters = SearchFilters(path_prefix=_abs_prefix(path_prefix), min_area=min_area, min_score=min_score,
                             per_image=per_image, dedupe=not no_dedupe)
+    filters.validate()
+    eng = _engine(config, data_dir, db, device, create=False, readonly=True)
+    check_k(k, eng.config.search.max_k)
+    check_text(text, eng.config.search.max_text_chars)
     with eng:
         hits = eng.search(text, k, filters)
         if save is not None:
@@ -202,8 +236,11 @@ def search(
 
     for rank, h in enumerate(hits, 1):
         x, y, w, hh = h.bbox
+        rel = h.relation
+        why = "" if rel is None else (f"  {rel['predicate']} the whole image ({rel['object']['score']:.4f})" if rel.get("scene")
+                                      else f"  {rel['predicate']} region {rel['object']['region_id']} ({rel['object']['score']:.4f})")
         typer.echo(f"{rank:3d}. {h.score:.4f}  {display_path(h.image_path)}  region {h.region_id} "
-                   f"[{h.kind}] box x={x:.0f} y={y:.0f} w={w:.0f} h={hh:.0f} area={h.area}")
+                   f"[{h.kind}] box x={x:.0f} y={y:.0f} w={w:.0f} h={hh:.0f} area={h.area}{why}")
 
 
 def _abs_prefix(prefix: str | None) -> str | None:
@@ -240,12 +277,17 @@ def export(
 ) -> None:
     """Write the whole store, or a query's hits, as COCO, Parquet or CSV (streamed: constant memory)."""
     from .export import FORMATS, export_regions
-    from .search import SearchFilters
+    from .search import SearchFilters, check_k, check_text
 
     if fmt not in FORMATS:
         _fail(f"unknown --format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    if not out.parent.is_dir():
+        _fail(f"the folder {out.parent} does not exist")
     names = [t.strip() for v in labels or [] for t in v.split(",") if t.strip()]
-    eng = _engine(config, data_dir, db, None, create=False)
+    eng = _engine(config, data_dir, db, None, create=False, readonly=True)
+    if query is not None:
+        check_k(k, eng.config.search.max_k)
+        check_text(query, eng.config.search.max_text_chars)
     with eng:
         hits = None
         if query is not None:
@@ -260,13 +302,89 @@ def export(
 
 
 @app.command()
+def scene(
+    image: Annotated[str, typer.Argument(help="An indexed image's path or id, or any image file (segmented on "
+                                         "the fly; nothing is stored).")],
+    as_json: JsonOpt = False,
+    labels: Annotated[Optional[str], typer.Option("--labels", help="Label vocabulary: a file with one name per line "
+                                                  "or comma-separated names, e.g. \"cat,dog,car\". Default: the "
+                                                  "config's (tiny: the 30 shapes classes; default: a built-in list "
+                                                  "of common objects).")] = None,
+    save: Annotated[Optional[Path], typer.Option("--save", help="Also write a PNG with the objects outlined and "
+                                                 "labelled.")] = None,
+    config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None, device: DeviceOpt = None,
+) -> None:
+    """Objects (zero-shot CLIP labels), their spatial relations and a compact description of one
+    image, for people and language models (--json: the scene schema of GET /v1/images/{id}/scene).
+
+    Relations: left_of/right_of, above/below (centroids more than 5% of the image apart), near
+    (masks within 5% of the image's longer side), inside/contains (>= 90% inside the hole-filled
+    mask), overlaps (boxes intersect, neither inside the other).
+    """
+    from .scene.scene import labeler_for, scene_of_array, scene_of_indexed
+    from .scene.vocabulary import parse_labels
+
+    names = parse_labels(labels)
+    eng = _engine(config, data_dir, db, device, create=False, readonly=True)
+    with eng:
+        rec = _indexed_image(eng, image)
+        lab = labeler_for(eng.pipeline.embedder)
+        if rec is not None:
+            result = scene_of_indexed(eng.datadir, rec.id, lab, eng.config.scene, names)
+        else:
+            from .imageio import load_image
+
+            if not os.path.isfile(image):
+                _fail(f"{image} is neither an indexed image (path or id) nor an image file")
+            cfg = eng.config.ingest
+            loaded = load_image(image, max_pixels=cfg.max_pixels, max_bytes=cfg.max_bytes)
+            result = scene_of_array(loaded.array, eng.pipeline, lab, eng.config.scene, names,
+                                    path=os.path.abspath(image))
+    if save is not None:
+        _save_scene(result, save)
+    if as_json:
+        typer.echo(json.dumps(result.to_json(), indent=2))
+        return
+    typer.echo(result.text)
+
+
+def _indexed_image(eng: Any, image: str) -> Any:
+    """The indexed record of IMAGE (an id, or a path), or None when it is not indexed (or there
+    is no data directory yet)."""
+    from .datadir import MANIFEST_NAME
+    from .imageio import path_to_db
+
+    if not (Path(eng.data_dir) / MANIFEST_NAME).exists():
+        if image.isdigit() and not os.path.exists(image):
+            _fail(f"there is no data directory at {eng.data_dir}, so image id {image} is unknown")
+        return None
+    if image.isdigit() and not os.path.exists(image):
+        return eng.datadir.store.get_image(int(image))
+    rec = eng.datadir.image_by_path(path_to_db(os.path.abspath(image)))
+    return rec if rec is not None and rec.status == "indexed" else None
+
+
+def _save_scene(result: Any, path: Path) -> None:
+    from .imageio import load_image, path_from_db
+    from .render import overlay, to_png
+    from .scene.scene import object_names
+
+    img = load_image(path_from_db(result.image["path"])).array
+    objs = result.objects
+    out = overlay(img, [o.mask for o in objs], [o.bbox for o in objs], object_names([o.label for o in objs]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(to_png(out))
+
+
+@app.command()
 def info(
     as_json: JsonOpt = False,
     errors: Annotated[bool, typer.Option("--errors", help="List the files that could not be indexed, with reasons.")] = False,
     config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None,
 ) -> None:
-    """Counts, models, index type, disk size and failed files of a data directory."""
-    eng = _engine(config, data_dir, db, None, create=False)
+    """Counts, models, index type, disk size, the settings each image was indexed with and failed
+    files of a data directory (read-only: works while an index job writes it)."""
+    eng = _engine(config, data_dir, db, None, create=False, readonly=True)
     with eng:
         data = eng.datadir.info()
         failures = [{"path": f.path, "reason": f.error} for f in eng.datadir.failures()] if errors else None
@@ -276,9 +394,16 @@ def info(
         typer.echo(json.dumps(data, indent=2, default=str))
         return
     for key, value in data.items():
-        if key == "failures":
+        if key in ("failures", "pipelines"):
             continue
         typer.echo(f"{key}: {json.dumps(value, default=str) if isinstance(value, (dict, list)) else value}")
+    if data["writer_running"]:
+        typer.echo(f"index job running: {data['images_indexed']} images indexed so far (counts as of its last "
+                   "commit; run info again for newer ones)")
+    typer.echo("indexed with:" if data["pipelines"] else "indexed with: (no images yet)")
+    for p in data["pipelines"]:
+        typer.echo(f"  {p['images']} image(s): {_describe_settings(p['settings'])}  [key {p['pipeline_key']}"
+                   f"{', current' if p['current'] else ''}]")
     if failures is not None:
         from .imageio import display_path
 
@@ -287,14 +412,27 @@ def info(
             typer.echo(f"  {display_path(f['path'])}: {f['reason']}")
 
 
+def _describe_settings(settings: dict[str, Any] | None) -> str:
+    """One line for the settings behind a pipeline key (crop, generator, thresholds, SAM source)."""
+    if not settings:
+        return "settings not recorded (indexed by an older regionsearch)"
+    seg, crop = settings.get("segmenter") or {}, settings.get("crop") or {}
+    amg, sam = seg.get("amg") or {}, seg.get("sam") or {}
+    return (f"crop {crop.get('crop')}, generator {seg.get('generator')}, points_per_side "
+            f"{amg.get('points_per_side')}, pred_iou_thresh {amg.get('pred_iou_thresh')}, stability_score_thresh "
+            f"{amg.get('stability_score_thresh')}, max_regions {seg.get('max_regions')}, SAM "
+            f"{sam.get('checkpoint') or sam.get('model')}")
+
+
 @app.command()
 def doctor(
     repair: Annotated[bool, typer.Option("--repair", help="Fix what is found (from stored embeddings).")] = False,
     as_json: JsonOpt = False,
     config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None,
 ) -> None:
-    """Check that the metadata store and the vector index agree exactly; --repair fixes them."""
-    eng = _engine(config, data_dir, db, None, create=False)
+    """Check that the metadata store and the vector index agree exactly; --repair fixes them
+    (without it nothing is written)."""
+    eng = _engine(config, data_dir, db, None, create=False, readonly=not repair)
     with eng:
         report = eng.datadir.doctor(repair=repair)
     data = report.to_json()
@@ -311,18 +449,29 @@ def doctor(
 
 @app.command()
 def remove(
-    paths: Annotated[list[str], typer.Argument(help="Indexed image files (or folders) to remove.")],
+    paths: Annotated[list[str], typer.Argument(help="Indexed image files, folders (everything indexed under "
+                                               "them, recursively) or quoted globs such as 'photos/*.jpg'; "
+                                               "the files need not exist any more.")],
     config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None,
 ) -> None:
-    """Remove images with their regions and vectors."""
-    from .imageio import path_to_db
+    """Remove images with their regions and vectors. Arguments that name nothing indexed are listed
+    as "not indexed" and make the exit code 1 (the others are still removed)."""
+    from .imageio import display_path, path_to_db
 
     eng = _engine(config, data_dir, db, None, create=False)
-    targets = [path_to_db(os.path.abspath(p)) for p in paths]
     with eng:
-        n = eng.datadir.remove_paths(targets)
-        eng.datadir.save()
+        targets: dict[str, None] = {}
+        unknown = []
+        for arg in paths:
+            found = eng.datadir.store.match_paths(path_to_db(os.path.abspath(arg)))
+            if not found:
+                unknown.append(arg)
+            targets.update(dict.fromkeys(found))
+        n = eng.datadir.remove_paths(list(targets)) if targets else 0
+    for arg in unknown:
+        typer.echo(f"not indexed: {display_path(arg)}", err=True)
     typer.echo(f"removed {n} image(s)")
+    raise typer.Exit(1 if unknown else 0)
 
 
 @app.command()
@@ -335,6 +484,13 @@ def reindex(
     with eng:
         n = eng.datadir.reindex(factory)
     typer.echo(f"rebuilt the vector index with {n} vectors")
+
+
+def _config_for_dir(path: Path, name: str | None, over: dict[str, Any]) -> Any:
+    """The config for an evaluation data dir: an existing index's own models (no --config needed)."""
+    from .manifest import check_data_dir_path, load_config_for
+
+    return load_config_for(check_data_dir_path(path, must_exist=False), name, over)
 
 
 @app.command("eval")
@@ -379,24 +535,23 @@ def eval_(
         presets = [p.strip() for p in (compare_presets or base.segment.preset).split(",") if p.strip()]
         runs = []
         for crop, preset in [(c, p) for c in crops for p in presets]:
-            cfg = load_config(cfg_name, {**over, "embed": {"crop": crop}, "segment": {"preset": preset}})
+            run_dir = base_dir / f"eval-{crop}-{preset}"
+            cfg = _config_for_dir(run_dir, cfg_name, {**over, "embed": {"crop": crop}, "segment": {"preset": preset}})
             name = f"crop={crop} preset={preset}"
             typer.echo(f"== {name}", err=True)
-            runs.append(run_eval(coco, images, cfg, base_dir / f"eval-{crop}-{preset}", tmpl, ks, depth,
+            runs.append(run_eval(coco, images, cfg, run_dir, tmpl, ks, depth,
                                  include_whole, progress, name=name, db_url=db))
         typer.echo(format_comparison(runs, [x for x in ks if x <= 10] or ks[:1]))
         path = write_runs_json(runs, out_dir / "compare.json")
         typer.echo(f"wrote {path}")
         return
-    cfg = load_config(cfg_name, over)
+    cfg = _config_for_dir(base_dir, cfg_name, over)
     run = run_eval(coco, images, cfg, base_dir, tmpl, ks, depth, include_whole, progress, db_url=db)
     print_table(run.summary)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(run.summary, out_dir / "eval.json", extra={"templates": list(tmpl), "config": run.config,
                                                           "index_seconds": run.index_seconds})
-    written = [str(out_dir / "eval.json")]
-    if plots:
-        written += [str(p) for p in write_plots(run.summary, out_dir)]
+    written = [str(out_dir / "eval.json")] + ([str(p) for p in write_plots(run.summary, out_dir)] if plots else [])
     typer.echo("wrote " + ", ".join(written))
 
 
@@ -414,6 +569,21 @@ def serve(
     run_server(host=host, port=port, config=config or _STATE.get("config"),
                data_dir=data_dir or _STATE.get("data_dir"), db=db or _STATE.get("db"),
                device=device or _STATE.get("device"))
+
+
+@app.command()
+def mcp(
+    config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None, device: DeviceOpt = None,
+) -> None:
+    """Serve the Model Context Protocol over stdio for LLM agents (tools: search_regions,
+    describe_scene, segment, get_region). Register it with a client as the command
+    `regionsearch mcp --data-dir D` (see README)."""
+    try:
+        from api.mcp_server import run_mcp
+    except ImportError as exc:
+        _fail(f"the MCP server needs the mcp package: pip install 'regionsearch[mcp]' ({exc})")
+    run_mcp(config=config or _STATE.get("config"), data_dir=data_dir or _STATE.get("data_dir"),
+            db=db or _STATE.get("db"), device=device or _STATE.get("device"))
 
 
 @app.command()

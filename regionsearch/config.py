@@ -24,6 +24,7 @@ GENERATORS = ("fast", "sam2")
 #: (image predictor prompted from the previous mask) or ``memory`` (SAM 2.1's video memory)
 PROPAGATORS = ("chain", "memory")
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts")
+SEGMENT_DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 #: sam2 ``SAM2AutomaticMaskGenerator`` parameters of each named preset. ``None`` in the user's
 #: config means "take the preset's value".
@@ -109,6 +110,15 @@ class SegmentConfig:
     #: the one-grid mode returns exactly sam2's masks
     coarse_to_fine: bool = False
     coarse_step: int = 4
+    #: dtype of the fast generator's mask decoder and of interactive prompts (SEGMENT_DTYPES):
+    #: ``auto`` = bfloat16 on CUDA and on CPUs that multiply it natively (AVX512-BF16 / AMX),
+    #: float32 elsewhere; ``float32`` is the exact path (sam2's masks up to summation order).
+    #: Measured in benchmarks/index_throughput.py (agreement with sam2 and speed per dtype)
+    dtype: str = "auto"
+    #: ``torch.compile`` the mask decoder (fixed padded prompt batches; inductor cache in the user
+    #: cache dir). Compiling costs tens of seconds per process, so only long indexing jobs should
+    #: turn it on; short commands never compile
+    compile: bool = False
     #: also store one region covering the whole image, so scene-level queries work
     whole_image_region: bool = True
 
@@ -190,6 +200,27 @@ class SearchConfig:
 
 
 @dataclass(frozen=True)
+class SceneConfig:
+    """Scenes (``regionsearch scene``): zero-shot labels and object clean-up.
+
+    ``vocabulary``: label names (empty: the built-in list of common object names, see
+    :mod:`regionsearch.scene.vocabulary`); ``templates``: prompt templates with ``{}`` for the
+    name, averaged in embedding space (empty: the built-in photo templates). ``label_scale``
+    multiplies cosine similarities before the softmax that gives ``label_score`` (CLIP's logit
+    scale). ``duplicate_iou``: of two masks with IoU >= it, only the better is an object;
+    ``part_fraction``: a mask at least this much inside a larger one of the same label is a part;
+    ``drop_fragments``: so is one inside a larger one of another label with a higher SAM quality.
+    """
+
+    vocabulary: tuple[str, ...] = ()
+    templates: tuple[str, ...] = ()
+    label_scale: float = 100.0
+    duplicate_iou: float = 0.8
+    part_fraction: float = 0.9
+    drop_fragments: bool = True
+
+
+@dataclass(frozen=True)
 class VideoConfig:
     """Videos as object tracks (:mod:`regionsearch.video`).
 
@@ -222,6 +253,7 @@ class Config:
     index: IndexConfig = field(default_factory=IndexConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+    scene: SceneConfig = field(default_factory=SceneConfig)
     video: VideoConfig = field(default_factory=VideoConfig)
 
     def __post_init__(self) -> None:
@@ -231,6 +263,8 @@ class Config:
             raise UnknownNameError("AMG preset", self.segment.preset, list(AMG_PRESETS))
         if self.segment.generator not in GENERATORS:
             raise UnknownNameError("mask generator", self.segment.generator, GENERATORS)
+        if self.segment.dtype not in SEGMENT_DTYPES:
+            raise UnknownNameError("segment dtype", self.segment.dtype, SEGMENT_DTYPES)
         if self.search.text_dtype not in TEXT_DTYPES:
             raise UnknownNameError("text tower dtype", self.search.text_dtype, TEXT_DTYPES)
         if self.video.propagator not in PROPAGATORS:
@@ -254,9 +288,10 @@ class Config:
             "generator": [self.segment.generator, self.segment.coarse_to_fine, "v2"]
             + ([self.segment.coarse_step] if self.segment.coarse_to_fine else []),
             "whole": self.segment.whole_image_region,
-            "fragments": "main" if self.segment.drop_fragments else "kept",
             "embed": {k: v for k, v in dataclasses.asdict(self.embed).items() if k != "batch_size"},
         }
+        if self.segment.drop_fragments:  # absent when off: keys of data dirs made before it stay valid
+            payload["fragments"] = "main"
         blob = json.dumps(payload, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

@@ -127,6 +127,7 @@ class DataDir:
         if not readonly:
             try:
                 dd._sync()
+                store.record_pipeline(current.pipeline_key, current.settings())
                 dd.save(force=True)
             except BaseException:
                 dd.close()
@@ -147,8 +148,8 @@ class DataDir:
     def lookup(self, path: str, sha256: str, pipeline_key: str) -> LookupResult:
         """What the pipeline must do with the file at ``path`` (content ``sha256``):
 
-        * ``"done"``: this path, or another path whose file still exists (a copy), is already
-          indexed with the same content and pipeline key: skip;
+        * ``"done"``: this path, or another path whose file still exists (a copy: recorded as one
+          more path of that image *by this call*), holds this content indexed with this key: skip;
         * ``"moved"``: the same content is indexed under a path that no longer exists: the row was
           re-pointed to ``path`` *by this call* (no model work, nothing to commit);
         * ``"changed"``: ``path`` is known with another content/pipeline key, or it failed before:
@@ -166,6 +167,8 @@ class DataDir:
                 if not self.readonly:
                     self.store.update_path(other.id, path)
                 return "moved"
+        if same and not self.readonly:
+            self.store.add_path(same[0].id, path)
         return "done" if same else "new"
 
     def commit(self, results: Sequence[ImageResult],
@@ -260,17 +263,8 @@ class DataDir:
             return len(self.index)
 
     def info(self) -> dict[str, Any]:
-        counts = self.store.counts()
-        disk = sum(p.stat().st_size for p in self.path.iterdir() if p.is_file()) if self.path.is_dir() else 0
-        return {
-            "data_dir": str(self.path), "manifest": self.manifest.to_json(),
-            "images_indexed": counts["images_indexed"], "images_failed": counts["images_failed"],
-            "regions": counts["regions"], "vectors": len(self.index), "tombstones": self.index.tombstone_count,
-            "index_type": self.index.index_type, "index_factory": self.manifest.index_factory,
-            "disk_bytes": disk, "db_url": self.store.masked_url, "db_backend": self.store.backend,
-            "generation": int(self._file.get("generation", 0)), "saved_at": self._file.get("saved_at"),
-            "readonly": self.readonly,
-        }
+        """Counts, manifest, index, disk size, store, the settings per image and whether a writer runs."""
+        return _info(self)
 
     # ------------------------------------------------------------------ persistence
     def save(self, force: bool = False) -> None:
@@ -349,6 +343,33 @@ def _open_parts(root: Path, current: Manifest, file_data: dict[str, Any], db_url
     except BaseException:
         store.close()
         raise
+
+
+def _info(dd: DataDir) -> dict[str, Any]:
+    counts = dd.store.counts()
+    disk = sum(p.stat().st_size for p in dd.path.iterdir() if p.is_file()) if dd.path.is_dir() else 0
+    return {
+        "data_dir": str(dd.path), "manifest": dd.manifest.to_json(),
+        "images_indexed": counts["images_indexed"], "images_failed": counts["images_failed"],
+        "regions": counts["regions"], "vectors": len(dd.index), "tombstones": dd.index.tombstone_count,
+        "index_type": dd.index.index_type, "index_factory": dd.manifest.index_factory,
+        "disk_bytes": disk, "db_url": dd.store.masked_url, "db_backend": dd.store.backend,
+        "generation": int(dd._file.get("generation", 0)), "saved_at": dd._file.get("saved_at"),
+        "readonly": dd.readonly, "pipelines": pipelines_in_use(dd.store, dd.manifest, dd._file),
+        "writer_running": dd.readonly and WriterLock.held_by_other(dd.path),
+    }
+
+
+def pipelines_in_use(store: MetadataStore, manifest: Manifest, file_data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per distinct pipeline key of the indexed images (a per-image fact): ``images`` (count),
+    ``current`` (the manifest's), and the ``settings`` that key stands for (the store's record,
+    else the manifest's current or historic entry; None when unknown)."""
+    known = {h.get("pipeline_key"): {"segmenter": h.get("segmenter"), "crop": h.get("crop")}
+             for h in file_data.get("history", [])}
+    known[manifest.pipeline_key] = manifest.settings()
+    known.update(store.pipeline_settings())
+    return [{"pipeline_key": key, "images": n, "current": key == manifest.pipeline_key, "settings": known.get(key)}
+            for key, n in sorted(store.pipeline_counts().items(), key=lambda kv: -kv[1])]
 
 
 def _region_attrs(store: MetadataStore, ids: np.ndarray) -> dict[str, list[Any]]:

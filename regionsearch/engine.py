@@ -16,7 +16,8 @@ import numpy as np
 
 from .config import Config
 from .datadir import DataDir
-from .manifest import default_data_dir
+from .errors import IndexMismatchError
+from .manifest import MANIFEST_NAME, default_data_dir, read_manifest_file
 from .pipeline import Pipeline
 from .runners import get_runner
 from .search import Query, SearchFilters, search
@@ -79,13 +80,49 @@ class Engine:
 
     # -- indexing ---------------------------------------------------------------------------
     def index(self, paths: Sequence[str], progress: bool = True, workers: int | None = None,
-              runner: str = "local", ray_address: str | None = None) -> Any:
+              runner: str = "local", ray_address: str | None = None, reindex_changed: bool = False) -> Any:
         """Index ``paths`` with the runner registered as ``runner``: ``local`` (this process) or
         ``ray`` (Ray Data, on the cluster at ``ray_address``, e.g. ``auto``; a local Ray instance
-        when None)."""
+        when None).
+
+        Images of the data dir indexed with other settings (crop, segmenter: another pipeline
+        key) are re-indexed too with ``reindex_changed``; without it such a run is refused with
+        :class:`~regionsearch.errors.IndexMismatchError` before anything is written, so one dir
+        never silently mixes settings."""
+        self.pipeline.preflight()
+        stale = self.stale_images()
+        if stale and not reindex_changed:
+            raise IndexMismatchError(
+                f"the data dir {self.data_dir} has {len(stale)} image(s) indexed with other settings "
+                f"({self._settings_change()}); pass --reindex-changed to re-index them with this run's "
+                "settings, or use a new --data-dir (nothing was changed)")
+        extra = [p for p in stale if os.path.exists(p)]
         run = get_runner(runner)
-        return run(paths, self.config, self.datadir, self.pipeline, progress=progress, workers=workers,
-                   ray_address=ray_address)
+        return run(list(paths) + extra, self.config, self.datadir, self.pipeline, progress=progress,
+                   workers=workers, ray_address=ray_address)
+
+    def stale_images(self) -> list[str]:
+        """Files of indexed images whose pipeline key is not this config's (read-only check; an
+        empty list for a new data dir)."""
+        if not (self.data_dir / MANIFEST_NAME).is_file():
+            return []
+        from .imageio import path_from_db
+
+        key = self.config.pipeline_key()
+        dd = self._datadir or self.open_datadir(readonly=True)
+        try:
+            return [path_from_db(rec.path) for rec in dd.iter_images(status="indexed") if rec.pipeline_key != key]
+        finally:
+            if dd is not self._datadir:
+                dd.close()
+
+    def _settings_change(self) -> str:
+        """``name old -> new`` for the settings that differ from the manifest's (for messages)."""
+        old = _flatten(read_manifest_file(self.data_dir / MANIFEST_NAME) or {}, ("segmenter", "crop"))
+        new = _flatten(self.pipeline.settings(), ("segmenter", "crop"))
+        diff = [f"{k.rsplit('.', 1)[-1]} {old.get(k)} -> {v}" for k, v in new.items() if old.get(k) != v
+                and k != "crop.batch_size"]
+        return ", ".join(diff) or "an older pipeline version"
 
     # -- queries ----------------------------------------------------------------------------
     def query(self, query: Query, k: int = 10, filters: SearchFilters | None = None) -> list[SearchHit]:
@@ -103,3 +140,15 @@ class Engine:
     def similar(self, region_id: int, k: int = 10, filters: SearchFilters | None = None) -> list[SearchHit]:
         """Regions similar to an indexed region (itself excluded)."""
         return self.query(Query(region_id=region_id), k, filters)
+
+
+def _flatten(data: dict[str, Any], keys: Sequence[str], prefix: str = "") -> dict[str, Any]:
+    """``{"a.b.c": value}`` of the nested dicts under ``keys`` of ``data``."""
+    out: dict[str, Any] = {}
+    for key in keys:
+        value = data.get(key)
+        if isinstance(value, dict):
+            out.update(_flatten(value, list(value), f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out

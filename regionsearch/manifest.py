@@ -68,6 +68,11 @@ class Manifest:
             raise StoreError(f"the manifest lacks {', '.join(sorted(missing))}; it is not a regionsearch manifest")
         return cls(**{k: v for k, v in data.items() if k in names})
 
+    def settings(self) -> dict[str, Any]:
+        """The settings that change what an image's regions and vectors are, besides the
+        embedder: ``{"segmenter": ..., "crop": ...}`` (what :attr:`pipeline_key` hashes)."""
+        return {"segmenter": self.segmenter, "crop": self.crop}
+
     def check_compatible(self, other: "Manifest", where: str = "this data dir") -> None:
         """Raise :class:`IndexMismatchError` when ``other`` (this run) cannot use vectors made under ``self``."""
         mine = (self.embedder, self.pretrained, int(self.dim), self.metric)
@@ -113,8 +118,7 @@ def resolve_manifest(root: Path, existing: dict[str, Any] | None, wanted: Manife
     :class:`IndexMismatchError`; a segmenter/crop/pipeline-key change is recorded in ``history``)."""
     if existing is None:
         if wanted is None:
-            raise StoreError(f"{root} is not a regionsearch data dir (no {MANIFEST_NAME}); index some images "
-                             "into it first or pass the right --data-dir")
+            raise StoreError(no_data_dir_message(root))
         factory = index_factory if index_factory != "auto" else wanted.index_factory
         current = dataclasses.replace(wanted, index_factory=factory, schema_version=SCHEMA_VERSION)
         return current, {"created_at": now(), "generation": 0, "history": []}
@@ -132,3 +136,74 @@ def resolve_manifest(root: Path, existing: dict[str, Any] | None, wanted: Manife
         log.warning("data dir %s uses index factory %r; run reindex to change it to %r", root,
                     stored.index_factory, index_factory)
     return current, existing
+
+
+def no_data_dir_message(root: Path | str) -> str:
+    """The one line every read command gives for a path that holds no data dir."""
+    return f"no regionsearch data dir at {root}; create one with `regionsearch index`"
+
+
+def check_data_dir_path(root: Path | str, *, must_exist: bool) -> dict[str, Any] | None:
+    """Cheap checks of a ``--data-dir`` before any model loads; returns its manifest JSON (None for
+    a new dir). A path that is a file is refused; with ``must_exist`` (every command that only
+    reads) so is a path without a manifest, which is never created. Raises :class:`StoreError`."""
+    root = Path(root).expanduser()
+    if root.exists() and not root.is_dir():
+        raise StoreError(f"the data dir {root} is a file, not a directory; pass a directory with --data-dir")
+    data = read_manifest_file(root / MANIFEST_NAME) if root.is_dir() else None
+    if data is None and must_exist:
+        raise StoreError(no_data_dir_message(root))
+    return data
+
+
+def recorded_pipeline(data: dict[str, Any]) -> dict[str, Any]:
+    """The config overrides (a nested dict for :func:`~regionsearch.config.load_config`) that
+    rebuild the pipeline a manifest's JSON records: the embedder, SAM source, mask-generator
+    parameters and crop settings. Fields an older manifest lacks are left to the preset."""
+    over: dict[str, Any] = {"models": {"clip": {"model": data["embedder"], "pretrained": data.get("pretrained")}}}
+    seg = data.get("segmenter") or {}
+    if isinstance(seg.get("sam"), dict):
+        over["models"]["sam"] = {k: v for k, v in seg["sam"].items() if k != "cache_dir"}
+    segment: dict[str, Any] = dict(seg.get("amg") or {})
+    for name in ("max_regions", "generator", "coarse_to_fine", "coarse_step", "whole_image_region"):
+        if name in seg:
+            segment[name] = seg[name]
+    if seg:  # a manifest from before drop_fragments recorded masks with their fragments
+        segment["drop_fragments"] = bool(seg.get("drop_fragments", False))
+    if segment:
+        over["segment"] = segment
+    if data.get("crop"):
+        over["embed"] = dict(data["crop"])
+    return over
+
+
+def load_config_for(data: dict[str, Any] | None, name: str | None = None,
+                    overrides: dict[str, Any] | None = None) -> Any:
+    """The :class:`~regionsearch.config.Config` a command uses on a data dir whose manifest JSON is
+    ``data`` (None: a new dir, the preset as is).
+
+    Without a preset ``name`` (and no ``REGIONSEARCH_CONFIG``) the models and pipeline settings
+    come from the manifest, so a dir indexed with ``--config tiny`` needs no ``--config`` again;
+    ``overrides`` (command-line flags, device) apply on top. An explicit preset or override whose
+    embedder is not the one the dir's vectors were made with raises :class:`IndexMismatchError`
+    before any model loads."""
+    from .config import _merge, load_config
+
+    name = name or os.environ.get("REGIONSEARCH_CONFIG") or None
+    if data is None:
+        return load_config(name, overrides)
+    if name is None:
+        cfg = load_config(None, _merge(recorded_pipeline(data), overrides or {}))
+    else:
+        cfg = load_config(name, overrides)
+    clip = cfg.models.clip
+    if (clip.model, clip.pretrained) != (data["embedder"], data.get("pretrained")):
+        raise IndexMismatchError(
+            f"this data dir holds vectors of CLIP {_model_label(data['embedder'], data.get('pretrained'))} "
+            f"but this run asks for {_model_label(clip.model, clip.pretrained)}, which cannot search or extend "
+            "them; drop --config/--clip-model to use the data dir's own models, or use a new --data-dir")
+    return cfg
+
+
+def _model_label(model: str, pretrained: str | None) -> str:
+    return f"{model} ({pretrained})" if pretrained else model

@@ -52,6 +52,12 @@ class Pipeline:
 
         return resolve_device(self.config.device)
 
+    def preflight(self) -> None:
+        """Fail in seconds, before torch loads, when a hub model is neither cached nor reachable."""
+        from .models.sam import preflight_sam
+
+        preflight_sam(self.config.models.sam)
+
     @property
     def sam_model(self) -> Any:
         from .models.sam import load_sam2
@@ -136,26 +142,24 @@ class Pipeline:
             times.embed += t2 - t1
         return regions, vectors
 
+    def settings(self) -> dict[str, Any]:
+        """What changes an image's regions and vectors besides the embedder (the manifest's
+        ``segmenter`` and ``crop``), from the config alone: no model loads."""
+        seg = self.config.segment
+        return {"segmenter": {"sam": dataclasses.asdict(self.config.models.sam) | {"cache_dir": None},
+                              "amg": seg.amg_params(), "max_regions": seg.max_regions, "generator": seg.generator,
+                              "coarse_to_fine": seg.coarse_to_fine, "coarse_step": seg.coarse_step,
+                              "whole_image_region": seg.whole_image_region, "drop_fragments": seg.drop_fragments},
+                "crop": dataclasses.asdict(self.config.embed)}
+
     def manifest(self) -> Any:
-        """The data-directory manifest describing this pipeline."""
+        """The data-directory manifest describing this pipeline (loads CLIP for its dimension)."""
         from .manifest import Manifest
 
         clip = self.config.models.clip
-        return Manifest(
-            embedder=clip.model,
-            pretrained=clip.pretrained,
-            dim=self.embedder.dim,
-            metric="ip",
-            index_factory=self.config.index.factory,
-            segmenter={"sam": dataclasses.asdict(self.config.models.sam) | {"cache_dir": None},
-                       "amg": self.config.segment.amg_params(),
-                       "max_regions": self.config.segment.max_regions,
-                       "generator": self.config.segment.generator,
-                       "coarse_to_fine": self.config.segment.coarse_to_fine,
-                       "whole_image_region": self.config.segment.whole_image_region},
-            crop=dataclasses.asdict(self.config.embed),
-            pipeline_key=self.config.pipeline_key(),
-        )
+        return Manifest(embedder=clip.model, pretrained=clip.pretrained, dim=self.embedder.dim, metric="ip",
+                        index_factory=self.config.index.factory, **self.settings(),
+                        pipeline_key=self.config.pipeline_key())
 
 
 def _main_part(region: Region) -> Region:

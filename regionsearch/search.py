@@ -22,6 +22,7 @@ import numpy as np
 from .config import SearchConfig
 from .errors import InvalidRequestError
 from .masks import rle_iou
+from .scene.query import parse_relational
 from .types import Region, RegionRecord, SearchHit
 
 #: the default largest ``k`` (``search.max_k`` of the config), the same for CLI and API
@@ -175,13 +176,22 @@ def check_k(k: int, max_k: int | None) -> int:
 
 
 def check_text(text: str | None, max_chars: int) -> str:
-    """The query text stripped; :class:`InvalidRequestError` when empty or longer than ``max_chars``."""
-    text = (text or "").strip()
-    if not text:
-        raise InvalidRequestError("the query text is empty")
+    """The query text without surrounding white space; :class:`InvalidRequestError` when blank or
+    longer than ``max_chars``. The length limit applies to the text as sent (what the OpenAPI
+    schema's maxLength states), and "blank" means what the schema's ``\\S`` pattern means."""
+    text = text or ""
     if len(text) > max_chars:
         raise InvalidRequestError(f"the query text is longer than {max_chars} characters")
+    text = text.strip(JSON_SCHEMA_SPACE)
+    if not text:
+        raise InvalidRequestError("the query text is empty")
     return text
+
+
+#: what the OpenAPI/JSON-Schema pattern ``\S`` (ECMA-262) counts as white space, so "empty" means the
+#: same to the API's validation as to the schema its clients read
+JSON_SCHEMA_SPACE = "\t\n\x0b\x0c\r \u00a0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + \
+    "\u2028\u2029\u202f\u205f\u3000\ufeff"
 
 
 class QueryEncoder(Protocol):
@@ -217,6 +227,13 @@ def search(source: Any, query: Query, k: int = 10, filters: SearchFilters | None
     exclude: tuple[int, ...] = ()
     if query.text is not None:
         text = check_text(query.text, config.max_text_chars if max_text_chars is None else max_text_chars)
+        rel = parse_relational(text) if hasattr(source, "regions_of_image") else None
+        if rel is not None:  # "X left of Y": regionsearch.scene.relational (a RegionSet ranks plainly)
+            from .scene.relational import relational_search
+
+            f = filters or SearchFilters()
+            f.validate()
+            return relational_search(source, _need(encoder).encode_text, rel, k, f, config.oversample, search_vector)
         q = _need(encoder).encode_text(text)
     elif query.image is not None:
         q = _need(encoder).encode_image(query.image)

@@ -125,9 +125,15 @@ class RegionRecord:
 @dataclass(frozen=True)
 class SearchHit(RegionRecord):
     """One ranked search result: a region record and its similarity ``score`` (cosine, higher is
-    better); :meth:`to_json` is the hit schema shared by the CLI and the API."""
+    better); :meth:`to_json` is the hit schema shared by the CLI and the API.
+
+    ``relation`` is set by relational queries only: ``{"predicate", "object": {"region_id",
+    "bbox", "score"}}`` (plus ``"scene": true`` when the object is the whole image); the JSON
+    of other hits has no ``relation`` key.
+    """
 
     score: float
+    relation: dict[str, Any] | None = None
 
     @property
     def mask(self) -> dict[str, Any]:
@@ -138,4 +144,7 @@ class SearchHit(RegionRecord):
         region = super().to_json()
         head = {k: region.pop(k) for k in ("region_id", "image_id", "image_path")}
         del region["image_width"], region["image_height"]
-        return head | {"score": float(self.score)} | region
+        doc = head | {"score": float(self.score)} | region
+        if self.relation is not None:
+            doc["relation"] = self.relation
+        return doc

@@ -2,7 +2,7 @@
 
 One fresh PostgreSQL database per test session (``regionsearch_test_<random>``, dropped at the
 end); each test gets its own schema in it. PostgreSQL unreachable: the tests skip locally but
-fail when ``CI=true``. Loaded by ``tests/store/conftest.py`` and ``tests/test_datadir.py``.
+fail on CI (``regionsearch.testing.ci``). Loaded by ``tests/store/conftest.py`` and ``tests/test_datadir.py``.
 """
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ import uuid
 
 import pytest
 
+from regionsearch.testing.ci import unavailable
+
 PG_DSN = os.environ.get("REGIONSEARCH_TEST_PG", "host=127.0.0.1 port=5432 user=postgres")
 PG_URL_BASE = os.environ.get("REGIONSEARCH_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432")
 
 
 def _unavailable(reason: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"PostgreSQL is required on CI: {reason}")
-    pytest.skip(f"PostgreSQL not reachable: {reason}")
+    unavailable(f"PostgreSQL not reachable: {reason} (bash .ci/services.sh starts it)")
 
 
 @pytest.fixture(scope="session")

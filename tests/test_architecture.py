@@ -17,7 +17,7 @@ LAYERS = {
     "types": 0, "errors": 0, "masks": 0, "cache": 0, "render": 0, "imageio": 0,
     "config": 1, "manifest": 1,
     "models": 2, "store": 2, "vectors": 2, "migrations": 2, "testing.tiny": 2,
-    "segment": 3, "embed": 3, "video": 3, "pipeline": 3, "consistency": 3,
+    "segment": 3, "embed": 3, "video": 3, "pipeline": 3, "consistency": 3, "scene": 3,
     "datadir": 4, "search": 4, "engine": 4, "runners": 4, "evaluation": 4, "client": 4, "testing": 4,
     "export": 4,
     "cli": 6, "demo": 6,

@@ -9,7 +9,8 @@ import pytest
 
 from regionsearch.cli import main
 
-COMMANDS = ("index", "search", "serve", "info", "doctor", "remove", "eval", "reindex", "demo", "export")
+COMMANDS = ("index", "search", "serve", "info", "doctor", "remove", "eval", "reindex", "demo", "scene", "mcp",
+            "export")
 
 
 def _run(args, capsys):
@@ -41,7 +42,9 @@ def test_unknown_preset_is_one_line_with_valid_names(capsys):
 
 def test_missing_data_dir_is_explained(tmp_path, capsys):
     code, _, err = _run(["--config", "tiny", "info", "--data-dir", str(tmp_path / "none")], capsys)
-    assert code == 2 and "not a regionsearch data dir" in err
+    assert code == 2 and err.strip() == (f"error: no regionsearch data dir at {tmp_path / 'none'}; create one with "
+                                         "`regionsearch index`")
+    assert not (tmp_path / "none").exists()
 
 
 def test_every_command_has_help(capsys):

@@ -79,7 +79,10 @@ def test_lookup_done_moved_changed_new(dd_args, tmp_path):
         assert dd.lookup(str(a), "S", "k1") == "done"
         assert dd.lookup(str(a), "S", "k2") == "changed"  # pipeline changed
         assert dd.lookup(str(a), "T", "k1") == "changed"  # content changed
-        assert dd.lookup(str(b), "S", "k1") == "done"     # a copy: a.jpg still exists
+        c = tmp_path / "c.jpg"
+        assert dd.lookup(str(c), "S", "k1") == "done"     # a copy: a.jpg still exists
+        assert dd.image_by_path(str(c)).id == dd.image_by_path(str(a)).id  # ... and c is recorded as its path
+        assert dd.lookup(str(c), "U", "k1") == "changed"  # the copy's content changed
         assert dd.lookup(str(b), "U", "k1") == "new"
         a.rename(b)
         before = [r.region_id for r in dd.regions_of_image(dd.image_by_path(str(a)).id)]
@@ -125,7 +128,7 @@ def test_manifest_mismatch(tmp_path):
         assert dd.manifest.pipeline_key == "k2"
     data = json.loads((root / "manifest.json").read_text())
     assert data["pipeline_key"] == "k2" and data["history"][-1]["pipeline_key"] == "k1"
-    with pytest.raises(StoreError, match="not a regionsearch data dir"):
+    with pytest.raises(StoreError, match="no regionsearch data dir at .*; create one with"):
         DataDir.open(tmp_path / "elsewhere")
 
 

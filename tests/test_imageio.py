@@ -41,14 +41,36 @@ def test_exif_rotation_is_applied(corpus):
     assert rotated.shape == (128, 96, 3)
 
 
+@pytest.mark.parametrize("orientation,turns", [(3, 2), (6, -1), (8, 1)])
+def test_exif_rotation_turns_the_right_way(tmp_path, orientation, turns):
+    """A white block in the stored top-left corner ends where the EXIF tag says (6: rotate 90
+    degrees clockwise to display -> top-right; 8: counter-clockwise -> bottom-left; 3: 180)."""
+    from PIL import Image
+
+    stored = np.zeros((60, 80, 3), np.uint8)
+    stored[:20, :20] = 255
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / f"o{orientation}.jpg"
+    Image.fromarray(stored).save(path, format="JPEG", quality=95, exif=exif)
+    got = load_image(path).array.astype(int)
+    expected = np.rot90(stored, k=turns).astype(int)
+    assert got.shape == expected.shape
+    assert np.abs(got - expected).mean() < 4, np.abs(got - expected).mean()
+
+
 def test_conversions_keep_content(corpus):
     folder, _ = corpus
     ref = load_image(folder / "good.png").array.astype(int)
     gray16 = load_image(folder / "sixteen_bit.png").array.astype(int)
     assert abs(gray16.mean() - ref.mean()) < 20  # scaled, not clipped to white/black
     assert gray16.std() > 5
-    alpha = load_image(folder / "alpha.png").array
+    alpha = load_image(folder / "alpha.png").array.astype(float)
     assert alpha.shape == ref.shape
+    # the alpha ramp of the hostile corpus (0..254 along the pixels), composited on white
+    a = (np.arange(ref.shape[0] * ref.shape[1]).reshape(ref.shape[:2]) % 255)[..., None] / 255.0
+    expected = ref * a + 255.0 * (1 - a)
+    assert np.abs(alpha - expected).max() <= 2, np.abs(alpha - expected).max()
 
 
 def test_discover_recurses_once_and_keeps_explicit_files(corpus):

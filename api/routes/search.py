@@ -21,7 +21,7 @@ def _filters(f) -> SearchFilters:
                          per_image=f.per_image, dedupe=f.dedupe)
 
 
-@router.post("/search", response_model=SearchResponse, responses=errors(413, 422, 503),
+@router.post("/search", response_model=SearchResponse, response_model_exclude_unset=True, responses=errors(413, 422, 503),
              summary="Regions best matching a text")
 def search(body: SearchRequest, state: State) -> dict:
     """Ranked regions for a text query (cosine similarity of CLIP embeddings), in the CLI's JSON

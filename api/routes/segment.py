@@ -54,6 +54,9 @@ async def _parse(request: Request, model: type[BaseModel], state: ServiceState) 
     try:
         if ctype.startswith("multipart/form-data"):
             form = await request.form(max_files=1, max_fields=4)
+            unknown = sorted(set(form.keys()) - {"file", "prompt"})
+            if unknown:
+                raise InvalidRequestError(f"unknown form field {unknown[0]!r}; send 'file' and 'prompt'")
             file = form.get("file")
             if not isinstance(file, UploadFile):
                 raise InvalidRequestError("a multipart request needs the image in a 'file' field")
@@ -70,6 +73,9 @@ async def _parse(request: Request, model: type[BaseModel], state: ServiceState) 
         raise InvalidRequestError(f"the request body is not valid JSON ({exc.__class__.__name__})") from None
     if not isinstance(payload, dict):
         raise InvalidRequestError("the request body must be a JSON object")
+    nulls = sorted(k for k, v in payload.items() if v is None)
+    if nulls:  # the schema has no nulls: a field is given or left out
+        raise InvalidRequestError(f"{nulls[0]} must not be null; leave it out instead")
     try:
         req = model.model_validate(payload)
     except ValidationError as exc:

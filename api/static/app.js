@@ -6,7 +6,7 @@ const $ = (id) => document.getElementById(id);
 const PALETTE = [[255, 64, 64], [64, 160, 255], [64, 220, 96], [255, 200, 0], [200, 96, 255],
   [0, 220, 220], [255, 128, 0], [255, 64, 200]];
 
-const state = { image: null, points: [], labels: [], box: null, candidates: [], selected: 0, busy: false, pending: false };
+const state = { scene: null, relation: null, image: null, points: [], labels: [], box: null, candidates: [], selected: 0, busy: false, pending: false };
 
 async function api(method, url, body) {
   const init = { method, headers: {} };
@@ -105,20 +105,27 @@ function renderHits(hits) {
     meta.innerHTML = `<span class="score"></span><span class="kind"></span>`;
     meta.children[0].textContent = `#${rank + 1} · ${h.score.toFixed(3)}`;
     meta.children[1].textContent = h.kind === "whole" ? "whole image" : `region ${h.region_id}`;
+    if (h.relation) {
+      const rel = h.relation, what = rel.scene ? "the scene" : `region ${rel.object.region_id}`;
+      meta.children[1].textContent = `${rel.predicate.replace("_", " ")} ${what}`;
+      card.title += `\n${rel.predicate} ${what} (object score ${rel.object.score.toFixed(3)})`;
+      card.classList.add("relational");
+    }
     card.append(img, bar, meta);
     card.addEventListener("click", () => {
       document.querySelectorAll(".hit.active").forEach((c) => c.classList.remove("active"));
       card.classList.add("active");
-      openImage(h.image_id, h.region_id);
+      openImage(h.image_id, h.region_id, h.relation);
     });
     grid.append(card);
   });
 }
 
 // ---------------------------------------------------------------- viewer
-async function openImage(imageId, regionId) {
+async function openImage(imageId, regionId, relation) {
   const info = await api("GET", `/v1/images/${imageId}`);
-  state.image = info; state.points = []; state.labels = []; state.box = null; state.candidates = []; state.selected = 0;
+  state.image = info; state.scene = null; state.relation = relation || null;
+  $("scene-panel").hidden = true; $("scene-btn").classList.remove("active"); state.points = []; state.labels = []; state.box = null; state.candidates = []; state.selected = 0;
   $("viewer").hidden = false;
   $("viewer-title").textContent = `Image ${imageId}`;
   const name = info.path.split("/").pop();
@@ -146,7 +153,9 @@ window.addEventListener("resize", fitImage);
 function drawRegions(highlight) {
   const c = $("regions-canvas"), ctx = c.getContext("2d");
   ctx.clearRect(0, 0, c.width, c.height);
-  if (!state.image || !$("show-regions").checked) return;
+  if (!state.image) return;
+  if (state.scene) { drawScene(ctx, c); return; }
+  if (!$("show-regions").checked) return;
   state.image.regions.forEach((r, i) => {
     if (r.kind === "whole") return;
     const hl = r.region_id === highlight;
@@ -158,6 +167,58 @@ function drawRegions(highlight) {
     ctx.strokeStyle = `rgba(${rgb[0]},${rgb[1]},${rgb[2]},0.9)`; ctx.lineWidth = Math.max(1, c.width / 400);
     if (r.region_id === highlight) { ctx.lineWidth *= 2.5; ctx.strokeRect(x, y, w, h); }
   });
+  const rel = state.relation;
+  if (rel && !rel.scene) {  // the object of a relational hit: dashed box with the predicate
+    const [x, y, w, h] = rel.object.bbox;
+    ctx.setLineDash([8, 5]); ctx.strokeStyle = "rgba(255,255,255,0.95)"; ctx.lineWidth = Math.max(2, c.width / 200);
+    ctx.strokeRect(x, y, w, h); ctx.setLineDash([]);
+    label(ctx, c, rel.predicate.replace("_", " ") + " this", x, y, [255, 255, 255]);
+  }
+}
+
+function label(ctx, c, text, x, y, rgb) {
+  const size = Math.max(11, Math.round(c.width / 45));
+  ctx.font = `600 ${size}px system-ui, sans-serif`;
+  const tw = ctx.measureText(text).width, ty = Math.max(0, y - size - 4);
+  ctx.fillStyle = "rgba(0,0,0,0.7)"; ctx.fillRect(x, ty, tw + 8, size + 4);
+  ctx.fillStyle = `rgb(${rgb[0]},${rgb[1]},${rgb[2]})`; ctx.fillText(text, x + 4, ty + size);
+}
+
+// ---------------------------------------------------------------- scene view
+function objectNames(objects) {
+  const count = {}, seen = {};
+  objects.forEach((o) => { count[o.label] = (count[o.label] || 0) + 1; });
+  return objects.map((o) => count[o.label] > 1 ? `${o.label} ${seen[o.label] = (seen[o.label] || 0) + 1}` : o.label);
+}
+
+function drawScene(ctx, c) {
+  const objs = state.scene.objects, names = objectNames(objs);
+  objs.forEach((o, i) => paintMask(ctx, decodeRLE(o.mask), c.width, c.height, PALETTE[i % PALETTE.length], 0.18, 1));
+  objs.forEach((o, i) => label(ctx, c, names[i], o.bbox[0], o.bbox[1], PALETTE[i % PALETTE.length]));
+}
+
+async function toggleScene() {
+  if (!state.image) return;
+  if (state.scene) { state.scene = null; $("scene-panel").hidden = true; $("scene-btn").classList.remove("active"); drawRegions(); return; }
+  $("seg-status").textContent = "Computing the scene…";
+  try {
+    const t0 = performance.now();
+    const sc = await api("GET", `/v1/images/${state.image.image_id}/scene`);
+    state.scene = sc;
+    const names = objectNames(sc.objects);
+    $("scene-text").textContent = sc.text;
+    const list = $("scene-relations"); list.replaceChildren();
+    const shown = sc.relations.filter((r) => ["left_of", "above", "inside", "near", "overlaps"].includes(r.predicate)
+      && !(["near", "overlaps"].includes(r.predicate) && r.subject_index > r.object_index));
+    shown.slice(0, 200).forEach((r) => {
+      const li = document.createElement("li");
+      li.textContent = `${names[r.subject_index]} — ${r.predicate.replace("_", " ")} — ${names[r.object_index]}`;
+      list.append(li);
+    });
+    $("scene-panel").hidden = false; $("scene-btn").classList.add("active");
+    drawRegions();
+    $("seg-status").textContent = `Scene: ${sc.objects.length} objects, ${sc.relations.length} relations in ${Math.round(performance.now() - t0)} ms`;
+  } catch (e) { $("seg-status").textContent = e.message; }
 }
 
 function drawMasks() {
@@ -254,6 +315,7 @@ function setupViewer() {
   });
   $("show-regions").addEventListener("change", () => drawRegions());
   $("close-viewer").addEventListener("click", () => { $("viewer").hidden = true; });
+  $("scene-btn").addEventListener("click", toggleScene);
 }
 
 $("search-form").addEventListener("submit", runSearch);

@@ -35,7 +35,8 @@ class ClipEmbedder:
             raise UnknownNameError("text tower dtype", text_dtype, TEXT_DTYPES)
         self._text_transformer: Any = None
         if text_dtype != "float32":
-            from .text_fast import _shortcut_pool, native_bfloat16
+            from ..models.device import native_bfloat16
+            from .text_fast import _shortcut_pool
 
             if (text_dtype == "bfloat16" or native_bfloat16(bundle.device)) and _shortcut_pool(bundle.model):
                 import copy
@@ -72,10 +73,19 @@ class ClipEmbedder:
         return np.concatenate(out).astype(np.float32)
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
-        """``(n, dim)`` float32 L2-normalised text embeddings (cached per text)."""
+        """``(n, dim)`` float32 L2-normalised text embeddings (cached per text, LRU of
+        ``text_cache_size``). Safe from many threads; a batch larger than the cache is answered
+        from the vectors computed for it, never by a second pass over an evicted cache."""
         import torch
 
-        missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        found: dict[str, np.ndarray] = {}
+        with self._lock:
+            for t in dict.fromkeys(texts):
+                vec = self._cache.get(t)
+                if vec is not None:
+                    self._cache.move_to_end(t)
+                    found[t] = vec
+        missing = [t for t in dict.fromkeys(texts) if t not in found]
         if missing:
             from .text_fast import encode_text_truncated
 
@@ -85,17 +95,13 @@ class ClipEmbedder:
                 feats = encode_text_truncated(self.bundle.model, tokens,
                                               transformer=self._text_transformer).float()
                 vecs = torch.nn.functional.normalize(feats, dim=-1).cpu().numpy().astype(np.float32)
+            found.update(zip(missing, vecs))
             with self._lock:
                 for text, vec in zip(missing, vecs):
                     self._cache[text] = vec
                     self._cache.move_to_end(text)
                 while len(self._cache) > self._cache_size:
                     self._cache.popitem(last=False)
-        with self._lock:
-            rows = []
-            for t in texts:
-                vec = self._cache.get(t)
-                if vec is None:  # evicted meanwhile by a concurrent caller
-                    return self.embed_texts(texts)
-                rows.append(vec)
-        return np.stack(rows) if rows else np.zeros((0, self.dim), dtype=np.float32)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack([found[t] for t in texts])

@@ -50,7 +50,7 @@ def encode_text_truncated(model: Any, tokens: Any, normalize: bool = False, tran
     rounding.
 
     ``transformer``: a copy of ``model.transformer`` in another dtype (bfloat16, see
-    :func:`native_bfloat16`) to run instead; its output goes back to float32 before the final
+    :func:`regionsearch.models.device.native_bfloat16`) to run instead; its output goes back to float32 before the final
     norm. Not exact: ~3e-3 from the float32 result (tested)."""
     import torch.nn.functional as F
     from open_clip.transformer import text_global_pool
@@ -76,20 +76,3 @@ def encode_text_truncated(model: Any, tokens: Any, normalize: bool = False, tran
     if proj is not None:
         x = proj(x) if hasattr(proj, "weight") and callable(proj) else x @ proj
     return F.normalize(x, dim=-1) if normalize else x
-
-
-def native_bfloat16(device: str) -> bool:
-    """Whether ``device`` multiplies bfloat16 natively (CUDA with bf16, or a CPU with AVX512-BF16 /
-    AMX): only there does a bfloat16 text tower pay off. Elsewhere bf16 is emulated and slower."""
-    import torch
-
-    if str(device).startswith("cuda"):
-        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-    if str(device) != "cpu":
-        return False
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "")
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags

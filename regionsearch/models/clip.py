@@ -126,6 +126,8 @@ def _load_clip(cfg: ClipConfig, dev: str) -> ClipBundle:
     open_clip = _import_open_clip()
     model_name = _resolve_model_name(cfg.model, cfg.cache_dir)
     pretrained = _check_names(open_clip, cfg, model_name)
+    if pretrained is not None and pretrained == cfg.pretrained:
+        _require_cached_or_hub(open_clip, model_name, pretrained, cfg.cache_dir)
     log.info("loading CLIP %s (%s) on %s", cfg.model, cfg.pretrained, dev)
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(
@@ -166,6 +168,22 @@ def _load_clip(cfg: ClipConfig, dev: str) -> ClipBundle:
         pretrained=cfg.pretrained, dim=dim, image_size=size, mean=mean, std=std,  # type: ignore[arg-type]
         context_length=int(getattr(tokenizer, "context_length", 77)), device=dev,
     )
+
+
+def _require_cached_or_hub(open_clip: Any, model_name: str, tag: str, cache_dir: str | None) -> None:
+    """Fail at once when the weights of a pretrained tag live on the hub, are not cached and the
+    hub cannot be reached (instead of open_clip's download retries)."""
+    from .hub import cached_hub_file, require_hub
+
+    hub_id = (open_clip.get_pretrained_cfg(model_name, tag) or {}).get("hf_hub") or ""
+    if not hub_id:
+        return
+    repo, filename = hub_id.rstrip("/"), None
+    if not hub_id.endswith("/"):
+        repo, filename = hub_id.rsplit("/", 1)
+    names = [filename] if filename else list(HF_WEIGHT_NAMES)
+    if cached_hub_file(repo, names, cache_dir) is None:
+        require_hub(f"the CLIP weights {model_name}/{tag} ({repo})", _LOCAL_HINT)
 
 
 def _is_hub_error(exc: BaseException) -> bool:

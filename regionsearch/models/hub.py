@@ -7,10 +7,36 @@ from pathlib import Path
 from ..errors import CheckpointNotFoundError, HubUnreachableError, MissingDependencyError
 
 
-def hub_download(repo_id: str, filename: str, cache_dir: str | None, what: str, local_hint: str) -> Path:
-    """Download (or find in the local cache) ``filename`` of ``repo_id``.
+def cached_hub_file(repo_id: str, filenames: tuple[str, ...] | list[str], cache_dir: str | None) -> Path | None:
+    """The first of ``filenames`` of ``repo_id`` already in the local Hugging Face cache (no network)."""
+    try:
+        from huggingface_hub import hf_hub_download
+    except ImportError:  # pragma: no cover - huggingface_hub is a core dependency
+        return None
+    for filename in filenames:
+        try:
+            return Path(hf_hub_download(repo_id=repo_id, filename=filename, cache_dir=cache_dir,
+                                        local_files_only=True))
+        except Exception:  # noqa: BLE001 - any miss (not cached, bad repo id) means "not local"
+            continue
+    return None
 
-    Honours ``HF_HUB_OFFLINE`` and ``HF_HOME``/``cache_dir`` like every Hugging Face tool.
+
+def require_hub(what: str, local_hint: str) -> None:
+    """Raise :class:`HubUnreachableError` at once (one TCP connect of at most 3 s, no retries) when
+    ``HF_HUB_OFFLINE`` is set or the hub cannot be reached, so a model that is neither cached nor
+    local fails in seconds with the sentence the README promises."""
+    if not hub_reachable():
+        raise HubUnreachableError(
+            f"{what} is not in the local cache and the Hugging Face hub cannot be reached (offline?); "
+            f"download it on a connected machine or {local_hint}")
+
+
+def hub_download(repo_id: str, filename: str, cache_dir: str | None, what: str, local_hint: str) -> Path:
+    """Find in the local cache, else download, ``filename`` of ``repo_id``.
+
+    Honours ``HF_HUB_OFFLINE`` and ``HF_HOME``/``cache_dir`` like every Hugging Face tool; with no
+    cached copy and no reachable hub it fails at once (:func:`require_hub`).
     """
     try:
         from huggingface_hub import hf_hub_download
@@ -21,6 +47,10 @@ def hub_download(repo_id: str, filename: str, cache_dir: str | None, what: str, 
         )
     except ImportError as exc:  # pragma: no cover - huggingface_hub is a core dependency
         raise MissingDependencyError("huggingface_hub", f"downloading {what}") from exc
+    cached = cached_hub_file(repo_id, [filename], cache_dir)
+    if cached is not None:
+        return cached
+    require_hub(f"{what} ({repo_id}/{filename})", local_hint)
     try:
         return Path(hf_hub_download(repo_id=repo_id, filename=filename, cache_dir=cache_dir))
     except LocalEntryNotFoundError as exc:

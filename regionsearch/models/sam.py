@@ -22,7 +22,7 @@ from ..errors import (
 )
 from . import registry
 from .device import resolve_device
-from .hub import hub_download
+from .hub import cached_hub_file, hub_download, require_hub
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,17 @@ def resolve_sam_source(cfg: SamConfig) -> SamSource:
     cfg_name, filename = SAM_HUB_MODELS[cfg.model]
     ckpt = hub_download(cfg.model, filename, cfg.cache_dir, "the SAM 2.1 checkpoint", _LOCAL_HINT)
     return SamSource(_resolve_config(cfg.config or cfg_name), ckpt, label=cfg.model)
+
+
+def preflight_sam(cfg: SamConfig) -> None:
+    """Before torch is imported: a hub SAM 2.1 that is not cached while the hub cannot be reached
+    raises :class:`~regionsearch.errors.HubUnreachableError` in seconds (local files are checked
+    when loaded)."""
+    if cfg.checkpoint or cfg.model not in SAM_HUB_MODELS:
+        return
+    filename = SAM_HUB_MODELS[cfg.model][1]
+    if cached_hub_file(cfg.model, [filename], cfg.cache_dir) is None:
+        require_hub(f"the SAM 2.1 checkpoint ({cfg.model}/{filename})", _LOCAL_HINT)
 
 
 def build_sam2_model(config_path: Path | str, checkpoint: Path | str | None = None,

@@ -24,10 +24,14 @@ resolution saves little:
    images with large objects most fine points are covered, so the decoder runs far fewer times.
    With ``coarse_to_fine=False`` the output equals sam2's (tested).
 4. **Cache-sized decoder batches** on CPU (see ``_decode_batch``).
+5. **The shared-work decoder** (:mod:`.decoder`): sam2's mask decoder restructured so that the
+   prompt-independent work is done once per image; ``segment.dtype`` chooses its precision
+   (``float32``: sam2's masks up to summation order) and ``segment.compile`` compiles it.
 
-Measured with hiera-tiny (random weights) on 512-px photos, one thread: sam2's generator 358 s
-per image, this one (one grid) 127 s, with coarse-to-fine x4 137 s (random weights give few
-stable masks, so coverage is low and the coarse pass is extra work).
+Measured before the shared-work decoder, hiera-tiny (random weights) on 512-px photos, one
+thread: sam2's generator 358 s per image, this one (one grid) 127 s, with coarse-to-fine x4
+137 s (random weights give few stable masks, so coverage is low and the coarse pass is extra
+work). Current figures: ``benchmarks/results/index_throughput-speed.json``.
 
 Everything runs under ``torch.inference_mode``. Configurations this does not cover (crop layers,
 m2m refinement) fall back to sam2's generator, so every parameter keeps its meaning.
@@ -91,6 +95,7 @@ class FastAutomaticSegmenter:
     def __init__(self, model: Any, cfg: SegmentConfig, min_region_area: int = 0, coarse_to_fine: bool = False,
                  coarse_step: int = 4, mask_threshold: float = 0.0, chunk: int = 32):
         from ..models.sam import make_image_predictor
+        from .decoder import SharedWorkDecoder, resolve_dtype
 
         self.model = model
         self.cfg = cfg
@@ -101,6 +106,9 @@ class FastAutomaticSegmenter:
         self.chunk = chunk
         self.mask_threshold = mask_threshold
         self.predictor = make_image_predictor(model)
+        device = next(model.parameters()).device
+        self.decoder = SharedWorkDecoder(model, resolve_dtype(cfg.dtype, device),
+                                         compile_batch=self._decode_batch(model, device) if cfg.compile else 0)
         self.stats = AmgStats()
         self._lock = threading.Lock()
         self._fallback: Any = None
@@ -142,6 +150,8 @@ class FastAutomaticSegmenter:
         stats = AmgStats()
         t0 = time.perf_counter()
         self.predictor.set_image(image)
+        feats = self.predictor._features
+        ctx = self.decoder.prepare(feats["image_embed"][-1:], [lvl[-1:] for lvl in feats["high_res_feats"]])
         stats.seconds["embed_image"] = time.perf_counter() - t0
         h, w = image.shape[:2]
         n = int(p["points_per_side"])
@@ -150,12 +160,12 @@ class FastAutomaticSegmenter:
         t1 = time.perf_counter()
         if self.coarse_to_fine and n >= 2 * self.coarse_step:
             coarse = build_point_grid(max(2, n // self.coarse_step)) * scale
-            acc = self._accept(self._decode_points(coarse, (h, w), stats), (h, w), stats)
+            acc = self._accept(self._decode_points(ctx, coarse, (h, w), stats), (h, w), stats)
             fine = build_point_grid(n) * scale
             fine = fine[~self._covered(acc, fine, (h, w))]
-            acc = self._cat(acc, self._accept(self._decode_points(fine, (h, w), stats), (h, w), stats))
+            acc = self._cat(acc, self._accept(self._decode_points(ctx, fine, (h, w), stats), (h, w), stats))
         else:
-            acc = self._accept(self._decode_points(build_point_grid(n) * scale, (h, w), stats), (h, w), stats)
+            acc = self._accept(self._decode_points(ctx, build_point_grid(n) * scale, (h, w), stats), (h, w), stats)
         stats.seconds["decode_and_filter"] = time.perf_counter() - t1
 
         t2 = time.perf_counter()
@@ -172,32 +182,27 @@ class FastAutomaticSegmenter:
 
         return {k: torch.cat([a[k], b[k]]) for k in a}
 
-    def _decode_points(self, points: np.ndarray, hw: tuple[int, int], stats: AmgStats) -> dict[str, Any]:
-        """Prompt encoder + mask decoder on single-point prompts; keep the candidates that pass the
+    def _decode_points(self, ctx: Any, points: np.ndarray, hw: tuple[int, int], stats: AmgStats) -> dict[str, Any]:
+        """Prompt encoder + the shared-work mask decoder (``ctx``: this image's
+        :class:`~.decoder.ImageContext`) on single-point prompts; keep the candidates that pass the
         predicted-IoU filter (sam2's own test on the decoder output) and are not empty (an empty
         low-resolution mask stays empty when upsampled)."""
         import torch
 
         p = self.params
         model, pred = self.model, self.predictor
-        feats = pred._features
-        image_embed = feats["image_embed"][-1].unsqueeze(0)
-        high_res = [lvl[-1].unsqueeze(0) for lvl in feats["high_res_feats"]]
-        dense_pe = model.sam_prompt_encoder.get_dense_pe()
         out: dict[str, list[Any]] = {"logits": [], "iou": [], "points": []}
-        bs = self._decode_batch(image_embed)
+        bs = self._decode_batch(model, pred.device)
         for i in range(0, len(points), bs):
             pts = torch.as_tensor(points[i:i + bs], dtype=torch.float32, device=pred.device)
             if pts.shape[0] == 0:
                 continue
             coords = pred._transforms.transform_coords(pts, normalize=True, orig_hw=hw)[:, None, :]
             labels = torch.ones((pts.shape[0], 1), dtype=torch.int, device=pts.device)
-            sparse, dense = model.sam_prompt_encoder(points=(coords, labels), boxes=None, masks=None)
-            logits, iou, _, _ = model.sam_mask_decoder(
-                image_embeddings=image_embed, image_pe=dense_pe, sparse_prompt_embeddings=sparse,
-                dense_prompt_embeddings=dense, multimask_output=bool(p["multimask_output"]),
-                repeat_image=pts.shape[0] > 1, high_res_features=high_res,
-            )
+            sparse, _ = model.sam_prompt_encoder(points=(coords, labels), boxes=None, masks=None)
+            t0 = time.perf_counter()
+            logits, iou = self.decoder.decode(ctx, sparse, None, bool(p["multimask_output"]))
+            stats.seconds["decoder"] = stats.seconds.get("decoder", 0.0) + time.perf_counter() - t0
             stats.prompts += int(pts.shape[0])
             c = logits.shape[1]
             logits = logits.flatten(0, 1)
@@ -210,23 +215,23 @@ class FastAutomaticSegmenter:
             out["iou"].append(iou[keep])
             out["points"].append(pts_rep[keep])
         if not out["logits"]:
-            lh, lw = feats["high_res_feats"][0].shape[-2:]
+            lh, lw = (4 * s for s in ctx.hw)
             return {"logits": torch.zeros((0, lh, lw)), "iou": torch.zeros((0,)), "points": torch.zeros((0, 2))}
         res = {k: torch.cat(v) for k, v in out.items()}
         stats.lowres_survivors += int(res["logits"].shape[0])
         return res
 
-    def _decode_batch(self, image_embed: Any) -> int:
-        """Prompts per decoder call. The results do not depend on it (each prompt is decoded on its
-        own copy of the image tokens), only the speed does: on CPU the decoder is memory-bound,
-        and per prompt it is fastest when a batch's copy of the image tokens stays in cache
-        (hiera-tiny, 64x64x256 tokens, one thread: 4 prompts 231 ms/prompt, 64 prompts 409 ms).
-        So on CPU a batch holds at most :data:`CPU_DECODE_ELEMENTS` image-token values; on GPU
-        ``points_per_batch`` as sam2."""
+    def _decode_batch(self, model: Any, device: Any) -> int:
+        """Prompts per decoder call. The results do not depend on it, only the speed and memory
+        do: on CPU the decoder is memory-bound and each prompt of a batch has its own
+        ``(hw, C)`` image tokens from layer 1 on (and 16x as many upscaled values), so a batch
+        holds at most :data:`CPU_DECODE_ELEMENTS` image-token values (4 prompts for hiera-tiny);
+        on GPU ``points_per_batch`` as sam2."""
         bs = max(1, int(self.params["points_per_batch"]))
-        if image_embed.device.type != "cpu":
+        if getattr(device, "type", str(device)) != "cpu":
             return bs
-        per_prompt = int(image_embed[0].numel())
+        h, w = model.sam_prompt_encoder.image_embedding_size
+        per_prompt = int(h * w * model.sam_mask_decoder.transformer_dim)
         return max(1, min(bs, 2 ** int(np.log2(max(1, CPU_DECODE_ELEMENTS // per_prompt)))))
 
     def _upsample(self, logits: Any, hw: tuple[int, int]) -> Any:

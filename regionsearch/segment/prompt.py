@@ -1,8 +1,9 @@
 """Prompted (interactive) segmentation with SAM 2.1: points, boxes and mask prompts.
 
 Built on sam2's ``SAM2ImagePredictor``: ``set_image`` computes the image features once
-(``predictor._features`` and ``predictor._orig_hw``); every later prompt on the same image runs
-only the prompt encoder and mask decoder. Feature sets live in an LRU cache keyed by a content
+(``predictor._features`` and ``predictor._orig_hw``) and the prompt-independent part of the mask
+decoder (:class:`~.decoder.SharedWorkDecoder`); every later prompt on the same image runs only
+the prompt encoder and the prompt-dependent part of the decoder. Feature sets live in an LRU cache keyed by a content
 hash of the decoded pixels, so a second prompt on the same image (by id or re-uploaded) skips the
 image encoder. One predictor is shared; a lock guards its per-image state, which is swapped in
 from the cache before each prediction.
@@ -57,6 +58,7 @@ class _Entry:
     features: dict[str, Any]
     orig_hw: list[tuple[int, int]]
     image: np.ndarray = field(repr=False)
+    context: Any = field(default=None, repr=False)  # the decoder's per-image ImageContext
 
 
 @dataclass(frozen=True)
@@ -68,15 +70,18 @@ class _Logits:
 class PromptSegmenter:
     """``set_image`` + ``predict`` over one shared ``SAM2ImagePredictor`` with cached features.
 
-    ``cache_size``: image feature sets kept (LRU); ``logits_cache_size``: mask-logit handles kept.
+    ``cache_size``: image feature sets kept (LRU); ``logits_cache_size``: mask-logit handles kept;
+    ``dtype``: the mask decoder's dtype (``segment.dtype``: auto|float32|bfloat16|float16).
     """
 
     def __init__(self, model: Any, cache_size: int = 16, logits_cache_size: int = 256,
-                 mask_threshold: float = 0.0):
+                 mask_threshold: float = 0.0, dtype: str = "auto"):
         from ..models.sam import make_image_predictor
+        from .decoder import SharedWorkDecoder, resolve_dtype
 
         self.model = model
         self.predictor = make_image_predictor(model, mask_threshold=mask_threshold)
+        self.decoder = SharedWorkDecoder(model, resolve_dtype(dtype, self.predictor.device))
         self.cache: LRUCache[str, _Entry] = LRUCache(cache_size)
         self.logits: LRUCache[str, _Logits] = LRUCache(logits_cache_size)
         self._lock = threading.Lock()
@@ -105,7 +110,9 @@ class PromptSegmenter:
             entry = self.cache.get(key)  # computed by a concurrent caller meanwhile
             if entry is None:
                 self.predictor.set_image(image)
-                entry = _Entry(self.predictor._features, list(self.predictor._orig_hw), image)
+                feats = self.predictor._features
+                ctx = self.decoder.prepare(feats["image_embed"][-1:], [lvl[-1:] for lvl in feats["high_res_feats"]])
+                entry = _Entry(feats, list(self.predictor._orig_hw), image, ctx)
                 self.predictor.reset_predictor()
                 self.cache.put(key, entry)
                 self.misses += 1
@@ -198,12 +205,9 @@ class PromptSegmenter:
             p = self.predictor
             p._features, p._orig_hw, p._is_image_set, p._is_batch = entry.features, entry.orig_hw, True, False
             try:
-                masks, scores, low = p.predict(point_coords=coords, point_labels=lab, box=box_arr,
-                                               mask_input=mask, multimask_output=multimask)
+                masks, scores, low = self._predict(entry, coords, lab, box_arr, mask, multimask)
             finally:
                 p.reset_predictor()
-        if masks.ndim == 3:  # single prompt -> (C, H, W)
-            masks, scores, low = masks[None], scores[None], low[None]
         out: list[list[MaskCandidate]] = []
         for m_b, s_b, l_b in zip(masks, scores, low):
             order = np.argsort(-np.asarray(s_b), kind="stable")
@@ -215,6 +219,28 @@ class PromptSegmenter:
                                            low_res_logits=np.asarray(l_b[i], dtype=np.float32)[None]))
             out.append(cands)
         return out
+
+    def _predict(self, entry: _Entry, coords: Any, labels: Any, box: Any, mask: Any,
+                 multimask: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """sam2's ``SAM2ImagePredictor.predict`` with the shared-work decoder in place of
+        ``sam_mask_decoder``: the same prompt transforms, prompt encoder and post-processing.
+        Returns ``(B, C, H, W)`` bool masks, ``(B, C)`` scores and ``(B, C, s, s)`` low-res logits
+        clamped to +-32, as sam2 returns them."""
+        import torch
+
+        p = self.predictor
+        mask_input, coords_t, labels_t, box_t = p._prep_prompts(coords, labels, box, mask, True)
+        points = (coords_t, labels_t) if coords_t is not None else None
+        if box_t is not None:  # boxes go first, as two points labelled 2 and 3 (sam2's _predict)
+            box_coords = box_t.reshape(-1, 2, 2)
+            box_labels = torch.tensor([[2, 3]], dtype=torch.int, device=box_t.device).repeat(box_coords.shape[0], 1)
+            points = (box_coords, box_labels) if points is None else \
+                (torch.cat([box_coords, points[0]], 1), torch.cat([box_labels, points[1]], 1))
+        sparse, dense = self.model.sam_prompt_encoder(points=points, boxes=None, masks=mask_input)
+        low, iou = self.decoder.decode(entry.context, sparse, dense if mask_input is not None else None, multimask)
+        masks = p._transforms.postprocess_masks(low, entry.orig_hw[0]) > p.mask_threshold
+        low = torch.clamp(low, -32.0, 32.0)
+        return masks.cpu().numpy(), iou.cpu().numpy(), low.cpu().numpy()
 
     def store_logits(self, key: str, logits: np.ndarray) -> str:
         """Keep low-res logits of image ``key``; returns their handle id (hex)."""

@@ -30,9 +30,29 @@ class WriterLock:
         except BlockingIOError:
             os.close(fd)
             raise DataDirBusyError(f"another process is writing to the data dir {self.root}; wait for it to finish "
-                                   "(readers can open it with readonly=True)") from None
+                                   "(search, info and doctor read it meanwhile)") from None
         self._fd = fd
         return self
+
+    @staticmethod
+    def held_by_other(root: Path) -> bool:
+        """Whether a process is writing ``root`` now (its lock is held). Touches nothing: the lock
+        file is opened read-only and never created; the probe's shared lock is dropped at once."""
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX
+            return False
+        try:
+            fd = os.open(root / LOCK_NAME, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
 
     def release(self) -> None:
         fd, self._fd = self._fd, None

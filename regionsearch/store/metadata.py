@@ -24,12 +24,12 @@ from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from ..errors import NotFoundError, StoreError
 from ..masks import counts_str
 from ..types import ImageRecord, ImageResult, RegionRecord
-from .schema import embeddings, images, regions, store_meta
+from .facts import _CHUNK, ImageFactsMixin, _any_path_filter, _chunks, _image_record, _prefix_filter
+from .schema import embeddings, image_paths, images, regions, store_meta
 
 log = logging.getLogger(__name__)
 
 #: SQLite allows 32766 bound variables per statement; stay well below it.
-_CHUNK = 10_000
 _BUSY_TIMEOUT_S = 30.0
 
 
@@ -65,17 +65,6 @@ def decode_vectors(blobs: Sequence[bytes], dim: int, *, normalise: bool = True) 
     norms = np.linalg.norm(out, axis=1, keepdims=True)
     np.divide(out, norms, out=out, where=norms > 0)
     return out
-
-
-def _chunks(seq: Sequence[Any], n: int = _CHUNK) -> Iterator[Sequence[Any]]:
-    for i in range(0, len(seq), n):
-        yield seq[i:i + n]
-
-
-def _image_record(row: Any) -> ImageRecord:
-    return ImageRecord(id=int(row.id), path=row.path, sha256=row.sha256 or "", width=row.width,
-                       height=row.height, status=row.status, error=row.error,
-                       pipeline_key=row.pipeline_key)
 
 
 _REGION_COLS = (regions.c.id, regions.c.image_id, images.c.path, regions.c.x, regions.c.y, regions.c.w,
@@ -114,12 +103,14 @@ class BatchWrite:
     removed_region_ids: np.ndarray  # int64, regions of replaced images
 
 
-class MetadataStore:
+class MetadataStore(ImageFactsMixin):
     """SQL side of a data directory. Thread-safe (one engine, short transactions)."""
 
     def __init__(self, url: str, *, readonly: bool = False, migrate: bool = True):
         self.url = url
         self.readonly = readonly
+        #: the schema revision a reader found (None: migrated to the newest by this writer)
+        self.revision: str | None = None
         try:
             parsed = make_url(url)
         except ArgumentError as exc:
@@ -152,11 +143,17 @@ class MetadataStore:
     def _check_schema(self) -> None:
         from ..migrations import current_revision, head_revision
 
+        from ..migrations import known_revisions
+
         with self.engine.connect() as conn:
             rev = current_revision(conn)
-        if rev != head_revision():
-            raise StoreError(f"the metadata database {mask_url(self.url)} has schema revision {rev}, "
-                             f"expected {head_revision()}; open it once without --readonly to migrate it")
+        self.revision = rev
+        if rev == head_revision():
+            return
+        if rev not in known_revisions():
+            raise StoreError(f"the metadata database {mask_url(self.url)} has schema revision {rev}, which this "
+                             f"regionsearch does not know (it reads up to {head_revision()}); upgrade regionsearch")
+        # an older schema is read as it is (reading never writes); the next writer migrates it
 
     def close(self) -> None:
         self.engine.dispose()
@@ -176,11 +173,6 @@ class MetadataStore:
         return value
 
     # ------------------------------------------------------------------ images
-    def image_by_path(self, path: str) -> ImageRecord | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(select(images).where(images.c.path == path)).first()
-        return None if row is None else _image_record(row)
-
     def indexed_by_content(self, sha256: str, pipeline_key: str) -> list[ImageRecord]:
         q = select(images).where(images.c.sha256 == sha256, images.c.pipeline_key == pipeline_key,
                                  images.c.status == "indexed").order_by(images.c.id)
@@ -241,6 +233,9 @@ class MetadataStore:
         try:
             with self.engine.begin() as conn:
                 removed = self._delete_images(conn, self._image_ids_by_path(conn, paths))
+                if self._has_paths_table:
+                    for chunk in _chunks(paths):
+                        conn.execute(delete(image_paths).where(image_paths.c.path.in_(chunk)))
                 image_ids: list[int] = []
                 if results:
                     rows = [dict(path=r.path, sha256=r.sha256, width=int(r.width), height=int(r.height),
@@ -262,14 +257,6 @@ class MetadataStore:
         except SQLAlchemyError as exc:
             raise StoreError(f"writing a batch to {self.masked_url} failed: {exc}") from exc
         return BatchWrite(image_ids, failure_ids, np.asarray(region_ids, np.int64), removed)
-
-    def delete_paths(self, paths: Sequence[str]) -> tuple[int, np.ndarray]:
-        """Delete the images at ``paths`` with their regions; returns (images deleted, region ids)."""
-        self._writable()
-        with self.engine.begin() as conn:
-            ids = self._image_ids_by_path(conn, list(paths))
-            removed = self._delete_images(conn, ids)
-        return len(ids), removed
 
     def delete_images(self, image_ids: Sequence[int]) -> np.ndarray:
         self._writable()
@@ -342,7 +329,8 @@ class MetadataStore:
             return []
         filters = []
         if path_prefix:
-            filters += _prefix_filter(path_prefix)
+            filters.append(_any_path_filter(path_prefix) if self._has_paths_table
+                           else and_(*_prefix_filter(path_prefix)))
         if min_area is not None:
             filters.append(regions.c.area >= int(min_area))
         if min_score is not None:
@@ -356,6 +344,8 @@ class MetadataStore:
                     regions.c.id.in_(chunk), *filters)
                 for r in conn.execute(q):
                     found[int(r.id)] = _region_row(r)
+            if path_prefix and self._has_paths_table:
+                found = self._show_matching_paths(conn, found, path_prefix)
         return [found[i] for i in dict.fromkeys(id_list) if i in found]
 
     def get_region(self, region_id: int) -> RegionRow:
@@ -389,6 +379,13 @@ class MetadataStore:
         with self.engine.connect() as conn:
             ids = conn.execute(select(embeddings.c.region_id)).scalars().all()
         return np.asarray(ids, np.int64)
+
+    def embeddings(self, region_ids: Sequence[int], dim: int) -> np.ndarray:
+        """Stored embeddings of ``region_ids``, float32 ``(n, dim)`` in that order (zeros where none)."""
+        out, pos = np.zeros((len(region_ids), dim), np.float32), {int(r): i for i, r in enumerate(region_ids)}
+        for ids, vecs in self.iter_embeddings(dim, np.asarray(list(pos), np.int64)):
+            out[[pos[int(i)] for i in ids]] = vecs
+        return out
 
     def iter_embeddings(self, dim: int, ids: np.ndarray | None = None,
                         chunk: int = 20_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -426,13 +423,6 @@ class MetadataStore:
              .where(and_(images.c.status == "indexed", regions.c.id.is_(None))))
         with self.engine.connect() as conn:
             return [int(i) for i in conn.execute(q).scalars()]
-
-
-def _prefix_filter(prefix: str) -> list[Any]:
-    # LIKE (escaped) lets the database use the path index; substr makes the test case-sensitive on
-    # SQLite too, whose LIKE ignores ASCII case.
-    return [images.c.path.startswith(prefix, autoescape=True),
-            func.substr(images.c.path, 1, len(prefix)) == prefix]
 
 
 def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:

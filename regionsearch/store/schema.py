@@ -88,3 +88,22 @@ store_meta = Table(
     Column("key", String(64), primary_key=True),
     Column("value", Text, nullable=False),
 )
+
+#: what each pipeline key of ``images.pipeline_key`` means: ``settings`` is JSON
+#: (``{"segmenter": ..., "crop": ...}`` as in the manifest), written when a writer first uses the key
+pipelines = Table(
+    "pipelines",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("settings", Text, nullable=False),
+    Column("first_used", DateTime(timezone=True), nullable=False),
+)
+
+#: further paths of an indexed image: byte-identical copies found at other paths (the image row's
+#: ``path`` is the first one); searchable by path prefix and removable like the first
+image_paths = Table(
+    "image_paths",
+    metadata,
+    Column("path", Text, primary_key=True),
+    Column("image_id", IdType, ForeignKey("images.id", ondelete="CASCADE"), nullable=False, index=True),
+)

@@ -12,14 +12,17 @@ MIN_SCENES = 40
 MIN_PER_CLASS = 5
 
 
-def held_out_scenes(min_scenes: int = MIN_SCENES, min_per_class: int = MIN_PER_CLASS, limit: int = 120) -> list[Scene]:
-    """The first scenes of the held-out seed, as many as needed (>= ``min_scenes``) for every
-    colour x shape class to have at least ``min_per_class`` instances."""
+def held_out_scenes(min_scenes: int = MIN_SCENES, min_per_class: int = MIN_PER_CLASS, limit: int = 120,
+                    seed: int = HELD_OUT_SEED) -> list[Scene]:
+    """The first scenes of the held-out ``seed``, as many as needed (>= ``min_scenes``) for every
+    colour x shape class to have at least ``min_per_class`` instances. Seeds other than
+    :data:`HELD_OUT_SEED` (e.g. ``HELD_OUT_SEED + 1``) give independent held-out sets for
+    measuring the spread between seeds."""
     scenes: list[Scene] = []
     counts: Counter[str] = Counter()
     i = 0
     while i < limit and (len(scenes) < min_scenes or min(counts.get(c, 0) for c in CLASSES) < min_per_class):
-        scene = make_scene(scene_seed(HELD_OUT_SEED, i))
+        scene = make_scene(scene_seed(seed, i))
         scenes.append(scene)
         counts.update(scene.captions)
         i += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 import pytest
@@ -131,6 +132,8 @@ def test_search_image(client, scenes):
     r = client.post("/v1/search/image", files={"file": ("q.png", data, "image/png")}, data={"k": "2"})
     assert r.status_code == 200, r.text
     assert len(r.json()["hits"]) == 2 and r.json()["query"]["kind"] == "image"
+    # the query is scene 0 itself: its own image comes back first
+    assert r.json()["hits"][0]["image_path"].endswith("scene0.png"), r.json()["hits"][0]
     r = client.post("/v1/search/image", files={"file": ("q.png", data, "image/png")},
                     data={"k": "2", "box": "10,10,120,120"})
     assert r.status_code == 200 and r.json()["query"]["box"] == [10, 10, 120, 120]
@@ -149,9 +152,15 @@ def test_unknown_ids_404(client, url):
 
 
 def test_overlay_foreign_region_404(client, first_ids):
-    other = client.get(f"/v1/images/{first_ids['image']}").json()
-    r = client.get(f"/v1/images/{first_ids['image']}/overlay.png", params={"regions": "999999"})
-    assert r.status_code == 404 and other
+    iid = first_ids["image"]
+    own = {r["region_id"] for r in client.get(f"/v1/images/{iid}").json()["regions"]}
+    hits = client.post("/v1/search", json={"text": "shapes", "k": 50}).json()["hits"]
+    foreign = next(h["region_id"] for h in hits if h["image_id"] != iid)  # exists, on another image
+    assert foreign not in own
+    r = client.get(f"/v1/images/{iid}/overlay.png", params={"regions": str(foreign)})
+    assert r.status_code == 404 and str(foreign) in r.json()["error"]
+    r = client.get(f"/v1/images/{iid}/overlay.png", params={"regions": "999999"})
+    assert r.status_code == 404 and "999999" in r.json()["error"]
 
 
 @pytest.mark.parametrize("url", [
@@ -187,14 +196,55 @@ def test_errors_never_leak_tracebacks(client, monkeypatch):
 
 
 def test_concurrent_searches_are_batched_and_exact(client, indexed_dir):
+    import threading
     from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
+    from api.deps import TextBatcher
 
     state = client.app.state.service
     emb = state.engine.pipeline.embedder
+
+    class Recording:
+        """The real embedder; records each batch, and holds the first one until the others queued."""
+
+        def __init__(self):
+            self.batches: list[list[str]] = []
+            self.release = threading.Event()
+
+        def embed_texts(self, texts):
+            self.batches.append(list(texts))
+            if len(self.batches) == 1:
+                self.release.wait(30)
+            return emb.embed_texts(texts)
+
+    rec = Recording()
+    batcher = TextBatcher(rec)
     texts = [f"shape number {i}" for i in range(24)]
-    with ThreadPoolExecutor(12) as pool:
-        got = list(pool.map(state.text_vector, texts))
-    np.testing.assert_allclose(np.stack(got), emb.embed_texts(texts), rtol=1e-5, atol=1e-6)
+    with ThreadPoolExecutor(24) as pool:
+        first = pool.submit(batcher.encode, texts[0])
+        while not rec.batches:
+            threading.Event().wait(0.01)
+        rest = [pool.submit(batcher.encode, t) for t in texts[1:]]
+        while batcher._queue.qsize() < len(rest):
+            threading.Event().wait(0.01)
+        rec.release.set()
+        got = [first.result(30)] + [f.result(30) for f in rest]
+    # the 23 texts that arrived while the tower was busy went through it as one batch
+    assert [len(b) for b in rec.batches] == [1, 23]
+    assert sorted(sum(rec.batches, [])) == sorted(texts)
+    # exact: each text's vector is open_clip's own encode_text of that text alone (full context,
+    # float32), not a cache entry of the embedder under test
+    bundle = emb.bundle
+    with torch.inference_mode():
+        ref = bundle.model.encode_text(bundle.tokenizer(texts)).float()
+        ref = torch.nn.functional.normalize(ref, dim=-1).numpy()
+    cos = (np.stack(got) * ref).sum(1)
+    if emb.text_dtype == "float32":
+        np.testing.assert_allclose(np.stack(got), ref, rtol=1e-4, atol=1e-5)
+    else:
+        assert cos.min() >= 0.999, cos.min()
     with ThreadPoolExecutor(8) as pool:
         codes = list(pool.map(lambda i: client.post("/v1/search", json={"text": f"q{i}", "k": 3}).status_code,
                               range(16)))
@@ -212,6 +262,55 @@ def test_openapi_documents_v1(client):
                  "/v1/segment/text", "/v1/images", "/v1/images/{image_id}/overlay.png"):
         assert path in spec["paths"]
     assert "multipart/form-data" in spec["paths"]["/v1/segment"]["post"]["requestBody"]["content"]
+
+
+def test_openapi_states_the_enforced_limits_and_links(client):
+    """The limits come from the service's settings (the test app: max_k 50, 200 characters,
+    8 points), so a client following the schema sends nothing the service rejects."""
+    settings = client.app.state.service.settings
+    paths = client.get("/openapi.json").json()["paths"]
+    search = paths["/v1/search"]["post"]["requestBody"]["content"]["application/json"]["schema"]["properties"]
+    assert search["text"]["minLength"] == 1 and search["text"]["maxLength"] == settings.max_text_chars == 200
+    assert search["text"]["pattern"] == r"\S"
+    assert (search["k"]["minimum"], search["k"]["maximum"]) == (1, settings.max_k) == (1, 50)
+    similar_k = next(p for p in paths["/v1/regions/{region_id}/similar"]["get"]["parameters"] if p["name"] == "k")
+    assert (similar_k["schema"]["minimum"], similar_k["schema"]["maximum"]) == (1, 50)
+    regions = next(p for p in paths["/v1/images/{image_id}/overlay.png"]["get"]["parameters"]
+                   if p["name"] == "regions")["schema"]
+    pattern = next(o for o in regions.get("anyOf", [regions]) if o.get("type") == "string")["pattern"]
+    assert re.fullmatch(pattern, ",".join(["7"] * settings.max_overlay_regions))
+    assert not re.fullmatch(pattern, ",".join(["7"] * (settings.max_overlay_regions + 1)))
+    seg = paths["/v1/segment"]["post"]["requestBody"]["content"]
+    body = seg["application/json"]["schema"]
+    assert {"required": ["box"]} in body["anyOf"] and body["properties"]["points"]["maxItems"] == 8
+    form = seg["multipart/form-data"]
+    assert form["schema"]["required"] == ["file", "prompt"] and form["schema"]["properties"]["file"]["minLength"] == 1
+    assert "anyOf" in form["schema"]["properties"]["prompt"]
+    text_form = paths["/v1/segment/text"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert text_form["properties"]["prompt"]["required"] == ["text"]
+    upload = paths["/v1/images"]["post"]["requestBody"]["content"]["multipart/form-data"]
+    assert upload["encoding"]["file"]["contentType"].startswith("image/png")
+    links = paths["/v1/search"]["post"]["responses"]["200"]["links"]
+    assert {"GetRegion", "GetImage", "GetRegionCrop", "GetSimilarRegions"} <= set(links)
+    assert links["GetSimilarRegions"]["parameters"] == {"region_id": "$response.body#/hits/0/region_id"}
+    ops = {op["operationId"] for item in paths.values() for op in item.values()}
+    assert all(link["operationId"] in ops for link in links.values())
+    assert set(paths["/v1/images"]["post"]["responses"]["201"]["links"]) == {"GetImage", "DeleteImage"}
+
+
+def test_schema_valid_bodies_are_accepted_and_invalid_types_rejected(client):
+    r = client.post("/v1/search", json={"text": "red circle", "k": 3.0})  # JSON: 3.0 is an integer
+    assert r.status_code == 200 and len(r.json()["hits"]) == 3
+    for bad in ({"text": "red", "k": True}, {"text": "red", "k": "3"},
+                {"text": "red", "filters": {"min_score": False}}):
+        assert client.post("/v1/search", json=bad).status_code == 422, bad
+
+
+def test_allow_header_lists_every_method_of_the_path(client, first_ids):
+    r = client.options(f"/v1/images/{first_ids['image']}")
+    assert r.status_code == 405 and r.headers["allow"] == "GET, DELETE"
+    r = client.put("/v1/search")
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
 
 
 def test_web_page_served(client):

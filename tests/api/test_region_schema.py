@@ -19,9 +19,16 @@ def test_region_out_is_the_region_record():
 
 
 def test_hit_is_the_region_record_with_a_score():
+    """Plus ``relation``, only in hits of relational queries (absent, not null, in the others)."""
+    from dataclasses import replace
+
     data = RECORD.to_hit(0.25).to_json()
-    assert list(data) == list(Hit.model_fields) and data["score"] == 0.25
-    assert Hit.model_validate(data).model_dump() == data
+    assert list(data) + ["relation"] == list(Hit.model_fields) and data["score"] == 0.25
+    assert Hit.model_validate(data).model_dump(exclude_unset=True) == data
+    rel = {"predicate": "left_of", "object": {"region_id": 8, "bbox": [0.0, 1.0, 2.0, 3.0], "score": 0.5}}
+    data = replace(RECORD.to_hit(0.25), relation=rel).to_json()
+    assert list(data) == list(Hit.model_fields)
+    assert Hit.model_validate(data).model_dump(exclude_unset=True) == data
 
 
 def test_segment_text_candidate_is_a_hit_without_ids():

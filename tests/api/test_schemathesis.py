@@ -1,42 +1,74 @@
-"""Property-based fuzzing of the served OpenAPI schema (schemathesis) against a real uvicorn
-server: no 5xx, every response matches its documented schema and content type.
+"""The API contract, checked by a client no one here wrote: the schemathesis CLI against a real
+uvicorn server, every check (``--checks all``: no 5xx, responses match their schema, valid data
+accepted, invalid data rejected, ``Allow`` headers, ...), then the stateful phase following the
+schema's OpenAPI links, with the API key so the write endpoints (upload, delete) run too.
 
-Driven through schemathesis' Python API (operation strategies + hypothesis), a bounded number
-of examples per operation, so the whole run stays well under two minutes.
+What JSON Schema cannot state (a file must be an image, points inside it) is taught to the
+generator for positive cases by ``tests/api/schemathesis_hooks.py``. Time budget: about
+``FUZZ_S + STATEFUL_S`` seconds.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
-schemathesis = pytest.importorskip("schemathesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from schemathesis.checks import content_type_conformance, not_a_server_error, response_schema_conformance  # noqa: E402
+from regionsearch.testing.ci import require
 
-from .conftest import API_KEY  # noqa: E402
+from .conftest import API_KEY
 
-EXAMPLES = 12
-CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
+require("schemathesis", "pip install -r requirements/test.txt")
+
+ROOT = Path(__file__).resolve().parents[2]
+FUZZ_S = 150
+STATEFUL_S = 90
+#: operations only reachable with ids from other responses: the stateful phase must get a 2xx there
+LINKED = ("/v1/images/{image_id}", "/v1/regions/{region_id}/crop.png", "/v1/regions/{region_id}/similar")
+
+
+def _schemathesis(url: str, phases: str, max_time: int) -> subprocess.CompletedProcess:
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.api.schemathesis_hooks",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    cmd = [sys.executable, "-c", "from schemathesis.cli import schemathesis; schemathesis()", "run",
+           url + "/openapi.json", "--checks", "all", "--header", f"X-API-Key: {API_KEY}", "--phases", phases,
+           "--max-time", str(max_time), "--max-examples", "20", "--request-timeout", "180", "--max-response-time", "120",
+           "--seed", "1",
+           "--no-color"]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=max_time + 600)
+
+
+def _ok_counts(url: str) -> dict[str, float]:
+    """2xx responses served so far, per route (from the service's Prometheus metrics)."""
+    import httpx
+
+    counts: dict[str, float] = {}
+    for m in re.finditer(r'regionsearch_http_requests_total\{method="GET",route="([^"]+)",status="2\d\d"\} (\S+)',
+                         httpx.get(url + "/metrics", timeout=30).text):
+        counts[m.group(1)] = counts.get(m.group(1), 0) + float(m.group(2))
+    return counts
 
 
 @pytest.mark.slow
-def test_openapi_conformance(live_server):
-    schema = schemathesis.openapi.from_url(live_server.url + "/openapi.json")
-    failures: list[str] = []
-    seen = 0
-    for result in schema.get_all_operations():
-        op = result.ok()
-        seen += 1
+def test_schemathesis_all_checks_then_stateful_links(live_server):
+    url = live_server.url
+    fuzz = _schemathesis(url, "examples,coverage,fuzzing", FUZZ_S)
+    summary = fuzz.stdout[fuzz.stdout.find("SUMMARY"):]
+    assert fuzz.returncode == 0, fuzz.stdout[-6000:] + fuzz.stderr[-2000:]
+    assert "Tested: 15" in summary or re.search(r"Tested: (1[5-9]|[2-9]\d)", summary), summary
 
-        @given(case=op.as_strategy())
-        @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-                  suppress_health_check=list(HealthCheck))
-        def run(case):
-            case.call_and_validate(headers={"X-API-Key": API_KEY}, timeout=60, checks=CHECKS)
-
-        try:
-            run()
-        except Exception as exc:  # collect every operation's failure, then report them all
-            failures.append(f"{op.method.upper()} {op.path}: {str(exc)[:1500]}")
-    assert seen >= 14
-    assert not failures, "\n\n".join(failures)
+    before = _ok_counts(url)
+    stateful = _schemathesis(url, "stateful", STATEFUL_S)
+    assert stateful.returncode == 0, stateful.stdout[-6000:] + stateful.stderr[-2000:]
+    links = re.search(r"API Links:\s+(\d+) covered / (\d+) selected", stateful.stdout)
+    # nearly every link is followed (the phase is time-boxed, so on a loaded machine one or two may be
+    # left when time runs out: 34 of 35 at load 15 on 2 cores); the linked routes are asserted below
+    assert links and int(links.group(2)) >= 20 and int(links.group(1)) >= 0.9 * int(links.group(2)), \
+        stateful.stdout[-3000:]
+    after = _ok_counts(url)
+    for route in LINKED:
+        assert after.get(route, 0) > before.get(route, 0), (route, before, after)

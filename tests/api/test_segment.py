@@ -146,21 +146,29 @@ def test_segment_text(client, first_ids, scenes):
 
 
 def test_segmenter_exactness_vs_predictor(client, scenes):
-    """The cached-feature path gives exactly what a fresh SAM2ImagePredictor gives."""
+    """The cached-feature path with the float32 shared-work decoder gives what a fresh
+    SAM2ImagePredictor gives; the service's default dtype (bfloat16 where native) stays close."""
     import torch
 
     from regionsearch.models.sam import make_image_predictor
+    from regionsearch.segment.prompt import PromptSegmenter
 
-    seg = client.app.state.service.prompt_segmenter()
+    service_seg = client.app.state.service.prompt_segmenter()
+    seg = PromptSegmenter(service_seg.model, dtype="float32")
     image = scenes[3].image
     h = seg.set_image(image)
     got = seg.predict(h, points=[[90, 90]], labels=[1], multimask=True)[0]
+    default = service_seg.predict(service_seg.set_image(image), points=[[90, 90]], labels=[1], multimask=True)[0]
     pred = make_image_predictor(seg.model)
     with torch.inference_mode():
         pred.set_image(image)
         masks, scores, _ = pred.predict(point_coords=np.array([[90, 90]], np.float32),
-                                        point_labels=np.array([1]), multimask_output=True)
+                                        point_labels=np.array([1]), multimask_output=True, return_logits=True)
     order = np.argsort(-scores, kind="stable")
-    np.testing.assert_allclose([c.score for c in got], scores[order], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose([c.score for c in got], scores[order], rtol=1e-5, atol=1e-5)
     for c, i in zip(got, order):
-        assert np.array_equal(decode_rle(c.rle), masks[i] > 0)
+        # equal up to summation order: only pixels whose logit is within 1e-4 of 0 may differ
+        differ = decode_rle(c.rle) != (masks[i] > 0)
+        assert not differ[np.abs(masks[i]) >= 1e-4].any(), np.abs(masks[i][differ]).max()
+    best, best_default = masks[order[0]] > 0, decode_rle(default[0].rle)
+    assert best.any() and (best & best_default).sum() / (best | best_default).sum() >= 0.95

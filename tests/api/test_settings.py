@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from api.settings import Settings
 
@@ -19,7 +20,7 @@ def test_from_env_and_overrides():
     assert "s3cret" not in repr(s)
     assert not Settings.from_env({}).writes_enabled
     assert Settings.from_env({}).cors_origins == []
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="max_k"):
         Settings.from_env({"REGIONSEARCH_MAX_K": "0"})
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-torch = pytest.importorskip("torch")
-open_clip = pytest.importorskip("open_clip")
+from regionsearch.testing.ci import require
+
+torch = require("torch")
+open_clip = require("open_clip", "pip install open_clip_torch")
 
 from regionsearch.embed.text_fast import encode_text_truncated  # noqa: E402
 

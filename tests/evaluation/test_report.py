@@ -25,6 +25,7 @@ from regionsearch.evaluation import (
     write_json,
     write_plots,
 )
+from regionsearch.testing.ci import require
 
 
 def _rle(x: int, y: int, w: int, h: int) -> dict:
@@ -68,7 +69,7 @@ def test_print_table_plain_and_rich(summary):
     buf = io.StringIO()
     print_table(summary, file=buf, use_rich=False)
     assert buf.getvalue() == format_table(summary) + "\n"
-    pytest.importorskip("rich")
+    require("rich")
     buf = io.StringIO()
     print_table(summary, file=buf)
     out = buf.getvalue()
@@ -88,7 +89,7 @@ def test_write_json(summary, tmp_path: Path):
 
 
 def test_png_plots(summary, tmp_path: Path):
-    pytest.importorskip("matplotlib")
+    require("matplotlib", "pip install -e '.[eval]'")
     paths = write_plots(summary, tmp_path)
     assert [p.name for p in paths] == ["pr_curves.png", "per_category.png"]
     for p in paths:

@@ -8,8 +8,10 @@ import json
 import numpy as np
 import pytest
 
-pytest.importorskip("pymilvus")
-pytest.importorskip("milvus_lite")
+from regionsearch.testing.ci import require
+
+require("pymilvus", "pip install -r requirements/scale.txt")
+require("milvus_lite", "pip install -r requirements/scale.txt")
 
 from regionsearch.engine import Engine  # noqa: E402
 from regionsearch.errors import StoreError  # noqa: E402

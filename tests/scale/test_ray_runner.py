@@ -6,9 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-ray = pytest.importorskip("ray")
-pytest.importorskip("ray.data")
-pytest.importorskip("pyarrow")
+from regionsearch.testing.ci import require
+
+ray = require("ray", "pip install -r requirements/scale.txt")
+require("ray.data", "pip install -r requirements/scale.txt")
+require("pyarrow")
 
 from regionsearch.datadir import DataDir  # noqa: E402
 from regionsearch.masks import decode_rle  # noqa: E402

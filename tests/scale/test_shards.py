@@ -6,7 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("pyarrow")
+from regionsearch.testing.ci import require
+
+require("pyarrow")
 
 from indexer.shards import (image_row, load_pending, read_shard, regions_from_json, regions_to_json,  # noqa: E402
                             row_to_result, shard_dir, write_shard)

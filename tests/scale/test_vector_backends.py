@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from regionsearch.testing.ci import require
+
 from regionsearch.errors import StoreError
 from regionsearch.vectors import FaissIndex, VectorIndex
 
@@ -27,8 +29,8 @@ def brute(x, ids, q, k):
 
 
 def _milvus(tmp_path, name="v.db", **kw):
-    pytest.importorskip("pymilvus")
-    pytest.importorskip("milvus_lite")
+    require("pymilvus", "pip install -r requirements/scale.txt")
+    require("milvus_lite", "pip install -r requirements/scale.txt")
     from regionsearch.vectors.milvus_index import MilvusIndex
 
     return MilvusIndex.open(f"milvus://{tmp_path / name}", DIM, **kw)

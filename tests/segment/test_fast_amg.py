@@ -29,10 +29,10 @@ def agreement(base: list[dict], ours: list[dict], thr: float = 0.8) -> tuple[flo
 
 
 def test_exact_mode_reproduces_sam2_records():
-    # one grid: every decision is sam2's (only the order of work differs), so the masks must
-    # agree exactly, with equal scores
+    # one grid, float32 decoder: every decision is sam2's (only the order of work differs), so
+    # the masks must agree exactly, with equal scores
     cfg = load_config("tiny", {"segment": {"points_per_side": 8, "pred_iou_thresh": 0.0,
-                                           "stability_score_thresh": 0.0}})
+                                           "stability_score_thresh": 0.0, "dtype": "float32"}})
     model = load_sam2(cfg.models.sam, "cpu")
     params = cfg.segment.amg_params()
     ours = FastAutomaticSegmenter(model, cfg.segment, coarse_to_fine=False)
@@ -62,10 +62,24 @@ def test_exact_mode_reproduces_sam2_records():
     assert matched == len(rf) == len(rb)
 
 
-def test_crop_layers_and_m2m_fall_back_to_sam2():
-    cfg = load_config("tiny", {"segment": {"preset": "dense"}})
-    seg = FastAutomaticSegmenter(load_sam2(cfg.models.sam, "cpu"), cfg.segment)
-    assert seg._fallback is not None
+@pytest.mark.parametrize("option", [{"crop_n_layers": 1}, {"use_m2m": True}], ids=["crop-layers", "m2m"])
+def test_crop_layers_and_m2m_fall_back_to_sam2(option):
+    """Options the one-grid decoder does not implement give exactly sam2's regions (the wrapper
+    of SAM2AutomaticMaskGenerator), and the fast path does no work."""
+    from regionsearch.segment.amg import AutomaticSegmenter
+
+    cfg = load_config("tiny", {"segment": {"points_per_side": 4, "pred_iou_thresh": 0.0,
+                                           "stability_score_thresh": 0.0, **option}})
+    model = load_sam2(cfg.models.sam, "cpu")
+    seg = FastAutomaticSegmenter(model, cfg.segment)
+    image = make_scenes(1, seed=79)[0].image
+    got = seg.segment(image)
+    want = AutomaticSegmenter(model, cfg.segment).segment(image)
+    assert len(want) >= 3, "sam2 produced too few regions; the test would be vacuous"
+    assert [(r.rle, r.bbox, r.kind) for r in got] == [(r.rle, r.bbox, r.kind) for r in want]
+    np.testing.assert_allclose([r.predicted_iou for r in got if r.kind == "mask"],
+                               [r.predicted_iou for r in want if r.kind == "mask"], atol=1e-6)
+    assert seg.stats.prompts == 0
 
 
 def test_regions_are_capped_sorted_and_whole_image_added():
@@ -83,8 +97,10 @@ def test_regions_are_capped_sorted_and_whole_image_added():
 @pytest.mark.slow
 @pytest.mark.parametrize("coarse_to_fine", [False, True], ids=["one-grid", "coarse-to-fine-x4"])
 def test_agreement_with_sam2_on_held_out_scenes_with_the_trained_model(coarse_to_fine):
-    """Issue target: >= 0.9 of sam2's masks matched at IoU >= 0.8, equal thresholds (tiny preset),
-    for the default (one grid) and for the optional coarse-to-fine prompting."""
+    """Equal thresholds (tiny preset), 8 held-out scenes. One grid makes every decision sam2 makes,
+    so both directions must match completely; coarse-to-fine prompting skips prompts on purpose
+    and must keep >= 0.9 of sam2's masks (issue target) and add no masks sam2 would not find
+    (reverse >= 0.95)."""
     cfg = load_config("tiny", {"segment": {"coarse_to_fine": coarse_to_fine, "coarse_step": 4}})
     model = load_sam2(cfg.models.sam, "cpu")
     ours = FastAutomaticSegmenter(model, cfg.segment, coarse_to_fine=coarse_to_fine, coarse_step=4)
@@ -94,10 +110,16 @@ def test_agreement_with_sam2_on_held_out_scenes_with_the_trained_model(coarse_to
         rb = [r for r in base.generate(scene.image) if r["area"] > 0]
         rf = ours.generate(scene.image)
         n += len(rb)
-        if rb:
-            iou = rle_iou([r["segmentation"] for r in rb], [r["segmentation"] for r in rf]) if rf else np.zeros((len(rb), 1))
+        if rb and rf:
+            iou = rle_iou([r["segmentation"] for r in rb], [r["segmentation"] for r in rf])
             fwd += list(iou.max(1) >= 0.8)
-            rev += list(iou.max(0) >= 0.8) if rf else []
+            rev += list(iou.max(0) >= 0.8)
+        else:  # masks on an image where the other side found none are unmatched, both ways
+            fwd += [False] * len(rb)
+            rev += [False] * len(rf)
     print(f"agreement {np.mean(fwd):.3f} (reverse {np.mean(rev):.3f}) over {n} baseline masks")
     assert n >= 16
-    assert np.mean(fwd) >= 0.9
+    if coarse_to_fine:
+        assert np.mean(fwd) >= 0.9 and np.mean(rev) >= 0.95, (np.mean(fwd), np.mean(rev))
+    else:
+        assert np.mean(fwd) == 1.0 and np.mean(rev) == 1.0, (np.mean(fwd), np.mean(rev))

@@ -1,0 +1,71 @@
+"""schemathesis hooks (``SCHEMATHESIS_HOOKS=tests.api.schemathesis_hooks``): what a JSON schema
+cannot state, taught to the generator for *positive* cases only.
+
+The served schema states every limit it can (lengths, ranges, item counts, prompt groups). Three
+rules depend on the data and stay outside it: an uploaded file must decode as an image, points
+must lie inside the image,, and a box must have ``x1 > x0``, ``y1 > y0`` and overlap the image. A
+case generated as valid is made to satisfy them here (the file replaced by a real 64x64 PNG, points and
+boxes moved inside a 64x64 area, which every image of the test data dir contains); negative cases
+are left alone, so schemathesis still checks that invalid data is rejected.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+import schemathesis
+from PIL import Image
+
+SIDE = 64  # the upload below is SIDE x SIDE; the indexed test images are larger
+
+
+def _png() -> bytes:
+    from regionsearch.testing.shapes import make_scene
+
+    buf = io.BytesIO()
+    Image.fromarray(make_scene(11, size=SIDE).image).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+PNG = _png()
+
+
+def _inside(v: Any) -> float:
+    return float(np.clip(abs(float(v)), 0, SIDE - 2))
+
+
+def _fix_box(box: list) -> list:
+    x0, x1 = sorted((_inside(box[0]), _inside(box[2])))
+    y0, y1 = sorted((_inside(box[1]), _inside(box[3])))
+    return [x0, y0, max(x1, x0 + 1), max(y1, y0 + 1)]
+
+
+def _fix_prompt(prompt: dict) -> None:
+    if "labels" in prompt and not prompt.get("points"):
+        del prompt["labels"]
+    if isinstance(prompt.get("points"), list):
+        prompt["points"] = [[_inside(x), _inside(y)] for x, y in prompt["points"]]
+        labels = prompt.get("labels") or [1]
+        prompt["labels"] = [labels[i % len(labels)] for i in range(len(prompt["points"]))]
+    box = prompt.get("box")
+    if isinstance(box, list) and box and isinstance(box[0], list) and prompt.get("points"):
+        box = box[0]  # the schema's dependentSchemas: points go with one box at most
+    if isinstance(box, list) and box:
+        prompt["box"] = [_fix_box(b) for b in box] if isinstance(box[0], list) else _fix_box(box)
+
+
+@schemathesis.hook
+def map_case(context, case):
+    meta = case.meta
+    if meta is None or not meta.generation.mode.is_positive or not isinstance(case.body, dict):
+        return case
+    body = case.body
+    if "file" in body:
+        body["file"] = PNG  # also replaces schemathesis' 1x1 samples, too small for the geometry below
+    if case.operation.path in ("/v1/segment",):
+        _fix_prompt(body.get("prompt", body) if isinstance(body.get("prompt"), dict) else body)
+    if case.operation.path == "/v1/search/image" and isinstance(body.get("box"), str):
+        body["box"] = ",".join(f"{v:g}" for v in _fix_box([float(v) for v in body["box"].split(",")]))
+    return case
