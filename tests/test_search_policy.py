@@ -60,3 +60,27 @@ def test_a_scene_that_clearly_beats_its_objects_is_kept(dd):
     d, q = dd
     # margin 0: the whole image of A (0.99) beats its mask (0.97), so it stays, first
     assert _scores(search_vector(d, q, k=1, whole_margin=0.0)) == [("a.png", "whole")]
+
+
+def test_near_duplicates_collapse_into_the_best_hit_unless_dedupe_is_off():
+    from regionsearch.masks import encode_rle, mask_to_bbox
+    from regionsearch.search import RegionSet
+
+    def region(y0, y1, x0, x1):
+        m = np.zeros((40, 40), bool)
+        m[y0:y1, x0:x1] = True
+        return Region(bbox=mask_to_bbox(m), area=int(m.sum()), rle=encode_rle(m), predicted_iou=0.9)
+
+    regions = [region(0, 20, 0, 20),    # the object
+               region(0, 20, 0, 18),    # near-copy: IoU 0.9
+               region(0, 8, 0, 8),      # a part of it: IoU 0.16, but all of it lies inside
+               region(0, 20, 0, 21),    # the object plus a sliver: IoU 0.95
+               region(25, 40, 25, 40)]  # another object
+    q = np.zeros(4, np.float32)
+    q[0] = 1
+    vectors = np.stack([_unit(np.array([1.0, s, 0, 0], np.float32)) for s in (0.0, 0.1, 0.2, 0.3, 0.4)])
+    source = RegionSet(regions, vectors, 40, 40)
+    assert [h.region_id for h in search_vector(source, q, k=5)] == [0, 4]
+    assert [h.region_id for h in search_vector(source, q, k=5, filters=SearchFilters(dedupe=False))] == [0, 1, 2, 3, 4]
+    iou_only = search_vector(source, q, k=5, dedupe_contain=None)
+    assert [h.region_id for h in iou_only] == [0, 2, 4]
