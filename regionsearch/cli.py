@@ -210,7 +210,7 @@ def search(
     min_area: Annotated[Optional[float], typer.Option("--min-area", help="Minimum region area: a fraction of the image (<= 1) or pixels (> 1).")] = None,
     min_score: Annotated[Optional[float], typer.Option("--min-score", help="Minimum similarity score.")] = None,
     save: Annotated[Optional[Path], typer.Option("--save", help="Write one overlay PNG per hit into this folder.")] = None,
-    no_dedupe: Annotated[bool, typer.Option("--no-dedupe", help="Show near-duplicate regions too (by default a region of the same image as a better hit is dropped when their mask IoU is >= search.dedupe_iou, 0.8, or one mask lies >= search.dedupe_contain, 0.9, inside the other).")] = False,
+    no_dedupe: Annotated[bool, typer.Option("--no-dedupe", help="Show near-duplicate regions too (by default a region of the same image as a better hit is dropped when their mask IoU is >= search.dedupe_iou, 0.8, or one mask lies >= search.dedupe_contain, 0.7, inside the other).")] = False,
     config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None, device: DeviceOpt = None,
 ) -> None:
     """Search indexed regions by text; prints ranked hits (or the JSON hit schema with --json)."""

@@ -101,7 +101,7 @@ def search_vector(datadir: Any, query: np.ndarray, k: int = 10, filters: SearchF
     >= ``dedupe_iou`` is dropped (the kept one scored higher), and so is a mask that lies
     >= ``dedupe_contain`` inside a kept mask or holds >= ``dedupe_contain`` of one (a part of the
     object, or the object plus a sliver: on 40 held-out shapes scenes the IoU rule alone left 12
-    repeated instances in the 30 captions' top 10s, down from 116); unless ``filters.dedupe`` is
+    repeated instances in the 30 captions' top 10s, of 116 without dedupe); unless ``filters.dedupe`` is
     False or ``dedupe_iou`` is None.
     """
     check_k(k, max_k)
