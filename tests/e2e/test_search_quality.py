@@ -121,4 +121,4 @@ def test_top_10_never_repeats_an_instance_and_dedupe_keeps_precision(shapes_coco
           f"with {np.mean(list(p5.values())):.3f}")
     # without dedupe a repeat of a right instance counts as a right hit, so the before figure is
     # main's before dedupe: mean P@5 0.980 on this corpus (seed 90210, quality_seeds.json)
-    assert np.mean(list(p5.values())) >= P5_BEFORE_DEDUPE
+    assert np.mean(list(p5.values())) >= P5_BEFORE_DEDUPE - 1e-9  # float sums of 30 fifths
