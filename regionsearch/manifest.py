@@ -54,6 +54,10 @@ class Manifest:
     crop: dict = field(default_factory=dict)
     pipeline_key: str = ""
     schema_version: int = SCHEMA_VERSION
+    #: the config preset the dir was created with (``tiny``, ...): commands without ``--config``
+    #: start from it (query-time settings such as the scene vocabulary), then apply the recorded
+    #: models and pipeline; None for a YAML-file config or an older manifest (the default preset)
+    preset: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -187,13 +191,15 @@ def load_config_for(data: dict[str, Any] | None, name: str | None = None,
     ``overrides`` (command-line flags, device) apply on top. An explicit preset or override whose
     embedder is not the one the dir's vectors were made with raises :class:`IndexMismatchError`
     before any model loads."""
-    from .config import _merge, load_config
+    from .config import _merge, list_presets, load_config
 
     name = name or os.environ.get("REGIONSEARCH_CONFIG") or None
     if data is None:
         return load_config(name, overrides)
     if name is None:
-        cfg = load_config(None, _merge(recorded_pipeline(data), overrides or {}))
+        preset = data.get("preset")
+        base = preset if preset in list_presets() else "default"
+        cfg = load_config(base, _merge(recorded_pipeline(data), overrides or {}))
     else:
         cfg = load_config(name, overrides)
     clip = cfg.models.clip

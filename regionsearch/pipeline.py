@@ -156,10 +156,13 @@ class Pipeline:
         """The data-directory manifest describing this pipeline (loads CLIP for its dimension)."""
         from .manifest import Manifest
 
+        from .config import list_presets
+
         clip = self.config.models.clip
+        preset = self.config.name if self.config.name in list_presets() else None
         return Manifest(embedder=clip.model, pretrained=clip.pretrained, dim=self.embedder.dim, metric="ip",
                         index_factory=self.config.index.factory, **self.settings(),
-                        pipeline_key=self.config.pipeline_key())
+                        pipeline_key=self.config.pipeline_key(), preset=preset)
 
 
 def _main_part(region: Region) -> Region:

@@ -123,6 +123,21 @@ def test_search_without_config_uses_the_data_dirs_models_and_no_network(tiny_dir
     assert "huggingface" not in proc.stderr.lower()
 
 
+def test_scene_without_config_labels_with_the_presets_vocabulary(tiny_dir, capsys):
+    """The dir remembers its preset too, not only its models: ``scene`` without ``--config`` on a
+    tiny dir labels with the shapes world's vocabulary (``configs/tiny.yaml``), as with it."""
+    from regionsearch.config import load_config
+
+    images, data = tiny_dir
+    image = str(sorted(images.iterdir())[0])
+    vocabulary = set(load_config("tiny").scene.vocabulary)
+    code, out, _ = _run(["scene", "-d", str(data), image, "--json"], capsys)
+    assert code == 0
+    labels = [o["label"] for o in json.loads(out)["objects"]]
+    assert labels and set(labels) <= vocabulary, labels
+    assert json.loads((data / "manifest.json").read_text())["preset"] == "tiny"
+
+
 def test_another_embedder_is_refused_in_one_sentence_naming_both(tiny_dir, capsys, monkeypatch):
     _, data = tiny_dir
     _no_models(monkeypatch)

@@ -41,7 +41,7 @@ from .shapes import (
     PALETTE,
     SHAPES,
     _background,
-    _outline,
+    _rasterise,
     caption,
 )
 
@@ -193,19 +193,6 @@ def clip_spec(seed: int, preset: str = "slow", n_frames: int = 16, size: int | t
                     grain=float(grain), min_visible=float(min_visible), bg_seed=int(rng.integers(2**31)))
 
 
-def _raster(shape: str, cx: float, cy: float, scale: float, angle: float, width: int, height: int) -> np.ndarray:
-    from PIL import Image, ImageDraw
-
-    canvas = Image.new("L", (width, height), 0)
-    draw = ImageDraw.Draw(canvas)
-    poly = _outline(shape, scale, angle)
-    if poly is None:
-        draw.ellipse([cx - scale, cy - scale, cx + scale, cy + scale], fill=255)
-    else:
-        draw.polygon([(float(x + cx), float(y + cy)) for x, y in poly], fill=255)
-    return np.asarray(canvas) > 127
-
-
 def background_image(spec: ClipSpec) -> np.ndarray:
     """The clip's static background, (H, W, 3) uint8."""
     side = max(spec.width, spec.height)
@@ -217,7 +204,7 @@ def render_frame(spec: ClipSpec, t: int, background: np.ndarray | None = None) -
     """Frame ``t``: ``(image (H, W, 3) uint8 RGB, visible masks (N, H, W) bool)``."""
     bg = background_image(spec) if background is None else background
     w, h = spec.width, spec.height
-    full = [_raster(o.shape, *o.state(t, w, h), w, h) for o in spec.objects]
+    full = [_rasterise(o.shape, *o.state(t, w, h), w, h) for o in spec.objects]
     covered = np.zeros((h, w), bool)
     vis = [np.zeros((h, w), bool)] * len(full)
     for i in range(len(full) - 1, -1, -1):

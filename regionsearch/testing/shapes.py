@@ -128,11 +128,13 @@ def _outline(shape: str, scale: float, angle: float) -> np.ndarray | None:
     return p * (scale * math.sqrt(math.pi / _poly_area(p)))
 
 
-def _rasterise(shape: str, cx: float, cy: float, scale: float, angle: float, size: int) -> np.ndarray:
-    """Full (unoccluded) bool mask of one shape, no anti-aliasing."""
+def _rasterise(shape: str, cx: float, cy: float, scale: float, angle: float, width: int,
+               height: int | None = None) -> np.ndarray:
+    """Full (unoccluded) bool mask of one shape, (height, width) (square when ``height`` is None),
+    no anti-aliasing."""
     from PIL import Image, ImageDraw
 
-    canvas = Image.new("L", (size, size), 0)
+    canvas = Image.new("L", (width, width if height is None else height), 0)
     draw = ImageDraw.Draw(canvas)
     poly = _outline(shape, scale, angle)
     if poly is None:

@@ -61,39 +61,28 @@ def test_relational_search_over_the_api(client):
 
 @pytest.mark.slow
 def test_web_page_scene_view(live_server):
-    from .test_browser import ARGS, CHROMIUM, SHOTS, _browser_or_skip
+    from .test_browser import SHOTS, web_page
 
-    sync_playwright = _browser_or_skip()
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    errors: list[str] = []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 860})
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(live_server.url + "/")
-            page.wait_for_selector("#ready.ok", timeout=30_000)
-            page.fill("#q", "a red circle near a blue square")
+    with web_page(live_server) as (page, errors):
+        page.fill("#q", "a red circle near a blue square")
+        page.click("#go")
+        page.wait_for_selector("#status:has-text('for “a red circle near a blue square”')", timeout=60_000)
+        if page.locator(".hit").count():
+            assert "near region" in page.inner_text(".hit .kind")
+            page.locator(".hit").first.click()
+        else:
+            page.fill("#q", "red circle")
             page.click("#go")
-            page.wait_for_selector("#status:has-text('for “a red circle near a blue square”')", timeout=60_000)
-            if page.locator(".hit").count():
-                assert "near region" in page.inner_text(".hit .kind")
-                page.locator(".hit").first.click()
-            else:
-                page.fill("#q", "red circle")
-                page.click("#go")
-                page.wait_for_selector(".hit", timeout=30_000)
-                page.locator(".hit").first.click()
-            page.wait_for_function("document.getElementById('viewer-img').naturalWidth > 0", timeout=30_000)
-            page.click("#scene-btn")
-            page.wait_for_selector("#scene-panel:not([hidden])", timeout=60_000)
-            text = page.inner_text("#scene-text")
-            assert " object" in text and "% of image" in text
-            painted = page.evaluate("""() => { const c = document.getElementById('regions-canvas');
-                const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-                let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n; }""")
-            assert painted > 0
-            page.screenshot(path=str(SHOTS / "4_scene_view.png"), full_page=True)
-        finally:
-            browser.close()
+            page.wait_for_selector(".hit", timeout=30_000)
+            page.locator(".hit").first.click()
+        page.wait_for_function("document.getElementById('viewer-img').naturalWidth > 0", timeout=30_000)
+        page.click("#scene-btn")
+        page.wait_for_selector("#scene-panel:not([hidden])", timeout=60_000)
+        text = page.inner_text("#scene-text")
+        assert " object" in text and "% of image" in text
+        painted = page.evaluate("""() => { const c = document.getElementById('regions-canvas');
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n; }""")
+        assert painted > 0
+        page.screenshot(path=str(SHOTS / "4_scene_view.png"), full_page=True)
     assert not errors, errors

@@ -72,3 +72,6 @@ def test_schemathesis_all_checks_then_stateful_links(live_server):
     after = _ok_counts(url)
     for route in LINKED:
         assert after.get(route, 0) > before.get(route, 0), (route, before, after)
+    # the two summaries, for the record (pytest -s shows them)
+    print(summary, stateful.stdout[stateful.stdout.find("SUMMARY"):],
+          {route: after.get(route, 0) - before.get(route, 0) for route in LINKED}, sep="\n")

@@ -133,12 +133,21 @@ def test_segment_image_errors(client, scenes):
 
 
 def test_segment_text(client, first_ids, scenes):
-    r = client.post("/v1/segment/text", json={"image_id": first_ids["image"], "text": "red circle", "k": 5})
+    image = client.get(f"/v1/images/{first_ids['image']}").json()
+    scene = scenes[int(image["path"].rsplit("scene", 1)[1].split(".")[0])]
+    # the caption of the scene's largest visible instance: its mask must be the top region
+    largest = int(np.argmax(scene.masks.reshape(len(scene.masks), -1).sum(1)))
+    caption = scene.captions[largest]
+    r = client.post("/v1/segment/text", json={"image_id": first_ids["image"], "text": caption, "k": 5})
     assert r.status_code == 200, r.text
     regions = r.json()["regions"]
     assert regions and len(regions) <= 5
     scores = [x["score"] for x in regions]
     assert scores == sorted(scores, reverse=True)
+    top = decode_rle(regions[0]["mask"])
+    same_class = [m for m, c in zip(scene.masks, scene.captions) if c == caption]
+    best_iou = max((top & m).sum() / (top | m).sum() for m in same_class)
+    assert best_iou >= 0.5, (caption, regions[0]["bbox"], best_iou)
     assert any(x["kind"] == "whole" for x in client.post(
         "/v1/segment/text", json={"image_id": first_ids["image"], "text": "scene", "k": 50}).json()["regions"])
     bad = client.post("/v1/segment/text", json={"image_id": first_ids["image"], "text": "", "k": 5})
