@@ -14,12 +14,17 @@ from __future__ import annotations
 import copy
 from typing import Callable
 
+from regionsearch.types import JSON_SCHEMA_SPACE
+
 from .settings import Settings
 
 #: image formats the upload endpoints decode (a multipart ``file`` part must be one of these)
 IMAGE_MEDIA_TYPES = "image/png, image/jpeg, image/webp, image/gif"
-#: at least one non-whitespace character (the service strips the text before checking it)
-NOT_BLANK = r"\S"
+#: the white space the service strips (``regionsearch.types.JSON_SCHEMA_SPACE``), spelled out so that
+#: every regex engine (ECMA-262 clients, Python validators) reads the same class as the service
+_SPACE = "".join(f"\\u{ord(c):04x}" for c in JSON_SCHEMA_SPACE)
+#: at least one character that is not white space (the service strips the text before checking it)
+NOT_BLANK = f"[^{_SPACE}]"
 
 
 def _op(spec: dict, path: str, method: str) -> dict | None:
@@ -184,6 +189,14 @@ def _links(spec: dict) -> None:
         response["links"] = {name: v for name, v in links.items() if v is not None}
 
 
+def _scene_labels(schema: dict) -> None:
+    """Comma-separated names, each at most ``MAX_NAME_CHARS`` as sent, at least one non-blank."""
+    from .routes.scene import MAX_NAME_CHARS
+
+    n = MAX_NAME_CHARS
+    schema["allOf"] = [{"pattern": f"^[^,]{{0,{n}}}(,[^,]{{0,{n}}})*$"}, {"pattern": f"[^,{_SPACE}]"}]
+
+
 def document_limits(spec: dict, s: Settings, *, max_k: int | None) -> dict:
     """Add the service's enforced limits (``max_k``: the service's largest ``k``, None for no
     bound) and response links to a FastAPI-generated ``spec`` (in place; returned for convenience)."""
@@ -195,6 +208,9 @@ def document_limits(spec: dict, s: Settings, *, max_k: int | None) -> dict:
         k = _param(_op(spec, path, method), "k")
         if k is not None:
             _k(k, max_k)
+    labels = _param(_op(spec, "/v1/images/{image_id}/scene", "get"), "labels")
+    if labels is not None:
+        _scene_labels(_non_null(labels))
     overlay = _param(_op(spec, "/v1/images/{image_id}/overlay.png", "get"), "regions")
     if overlay is not None:
         for option in overlay.get("anyOf", [overlay]):

@@ -23,7 +23,7 @@ from .config import SearchConfig
 from .errors import InvalidRequestError
 from .masks import rle_iou
 from .scene.query import parse_relational
-from .types import Region, RegionRecord, SearchHit
+from .types import JSON_SCHEMA_SPACE, Region, RegionRecord, SearchHit
 
 #: the default largest ``k`` (``search.max_k`` of the config), the same for CLI and API
 MAX_K = SearchConfig().max_k
@@ -204,10 +204,6 @@ def check_text(text: str | None, max_chars: int) -> str:
     return text
 
 
-#: what the OpenAPI/JSON-Schema pattern ``\S`` (ECMA-262) counts as white space, so "empty" means the
-#: same to the API's validation as to the schema its clients read
-JSON_SCHEMA_SPACE = "\t\n\x0b\x0c\r \u00a0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + \
-    "\u2028\u2029\u202f\u205f\u3000\ufeff"
 
 
 class QueryEncoder(Protocol):

@@ -13,6 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal
 
+#: what the OpenAPI/JSON-Schema pattern ``\S`` (ECMA-262) counts as white space, so "empty" means the
+#: same to the API's validation as to the schema its clients read
+JSON_SCHEMA_SPACE = "\t\n\x0b\x0c\r \u00a0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + \
+    "\u2028\u2029\u202f\u205f\u3000\ufeff"
+
 if TYPE_CHECKING:
     import numpy as np
 

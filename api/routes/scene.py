@@ -7,6 +7,7 @@ from typing import Annotated, Any, Optional, Sequence
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
+from regionsearch.errors import InvalidRequestError
 from regionsearch.scene.scene import labeler_for, scene_of_indexed
 from regionsearch.scene.vocabulary import check_names
 
@@ -57,13 +58,23 @@ def scene_json(datadir: Any, engine: Any, image_id: int, labels: Optional[Sequen
                             names).to_json()
 
 
+#: at most this many characters of ``labels``: with one separator per name, fewer than
+#: ``MAX_NAMES`` (5,000) names fit, so the vocabulary's count limit never has to reject a request
+LABELS_MAX_CHARS = 9_999
+#: characters of one comma-separated name as sent (surrounding white space included)
+MAX_NAME_CHARS = 200
+LABELS_DOC = (f"comma-separated label vocabulary (default: the server config's); at least one non-blank name, "
+              f"each at most {MAX_NAME_CHARS} characters as sent; empty names are ignored, repeats kept once")
+
+
 @router.get("/images/{image_id}/scene", response_model=SceneOut, responses=errors(404, 422, 503),
             summary="Objects, labels and spatial relations of an indexed image")
 def scene(image_id: ImageId, state: State,
-          labels: Annotated[Optional[str], Query(max_length=20000, description="comma-separated label vocabulary "
-                                                 "(default: the server config's)")] = None) -> dict:
+          labels: Annotated[Optional[str], Query(max_length=LABELS_MAX_CHARS, description=LABELS_DOC)] = None) -> dict:
     """Objects (stored mask regions without near-duplicates and parts) with zero-shot labels,
     boxes (XYWH pixels), centroids and masks (COCO RLE); every spatial relation between them
     (definitions in the README); and a compact text."""
-    names = [n for n in labels.split(",")] if labels is not None else None
+    names = labels.split(",") if labels is not None else None
+    if names is not None and any(len(n) > MAX_NAME_CHARS for n in names):
+        raise InvalidRequestError(f"each comma-separated label may have at most {MAX_NAME_CHARS} characters")
     return scene_json(state.datadir(), state.engine, image_id, names)

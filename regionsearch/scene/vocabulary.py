@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import InvalidRequestError
+from ..types import JSON_SCHEMA_SPACE
 
 #: COCO's 80 categories, then common LVIS-style object names (deduplicated, lower case)
 BUILTIN_NAMES: tuple[str, ...] = tuple(dict.fromkeys("""
@@ -77,8 +78,9 @@ def parse_labels(spec: str | None) -> tuple[str, ...] | None:
 
 
 def check_names(names: Sequence[str]) -> tuple[str, ...]:
-    """Validated, deduplicated label names (1..``MAX_NAMES``, each 1..200 characters)."""
-    out = tuple(dict.fromkeys(str(n).strip() for n in names if str(n).strip()))
+    """Validated, deduplicated label names (1..``MAX_NAMES``, each 1..200 characters), stripped of
+    the white space JSON Schema's ``\\s`` means (so the API's documented pattern and this agree)."""
+    out = tuple(dict.fromkeys(str(n).strip(JSON_SCHEMA_SPACE) for n in names if str(n).strip(JSON_SCHEMA_SPACE)))
     if not out:
         raise InvalidRequestError("the label vocabulary is empty: give names like \"cat,dog,car\" or a file "
                                   "with one name per line")

@@ -271,7 +271,8 @@ def test_openapi_states_the_enforced_limits_and_links(client):
     paths = client.get("/openapi.json").json()["paths"]
     search = paths["/v1/search"]["post"]["requestBody"]["content"]["application/json"]["schema"]["properties"]
     assert search["text"]["minLength"] == 1 and search["text"]["maxLength"] == settings.max_text_chars == 200
-    assert search["text"]["pattern"] == r"\S"
+    blank = search["text"]["pattern"]  # "not only white space", white space as the service strips it
+    assert re.search(blank, " red car ") and not re.search(blank, " \t\u3000\ufeff\n")
     assert (search["k"]["minimum"], search["k"]["maximum"]) == (1, settings.max_k) == (1, 50)
     similar_k = next(p for p in paths["/v1/regions/{region_id}/similar"]["get"]["parameters"] if p["name"] == "k")
     assert (similar_k["schema"]["minimum"], similar_k["schema"]["maximum"]) == (1, 50)
