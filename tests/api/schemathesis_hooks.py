@@ -1,8 +1,9 @@
 """schemathesis hooks (``SCHEMATHESIS_HOOKS=tests.api.schemathesis_hooks``): what a JSON schema
 cannot state, taught to the generator for *positive* cases only.
 
-The served schema states every limit it can (lengths, ranges, item counts, prompt groups). Three
-rules depend on the data and stay outside it: an uploaded file must decode as an image, points
+The served schema states every limit it can (lengths, ranges, item counts, prompt groups). A
+multipart ``prompt`` part's text is "not blank" in words (see ``api/openapi.py``), so valid cases
+get a non-blank text here. Three rules depend on the data and stay outside it: an uploaded file must decode as an image, points
 must lie inside the image,, and a box must have ``x1 > x0``, ``y1 > y0`` and overlap the image. A
 case generated as valid is made to satisfy them here (the file replaced by a real 64x64 PNG, points and
 boxes moved inside a 64x64 area, which every image of the test data dir contains); negative cases
@@ -17,6 +18,8 @@ from typing import Any
 import numpy as np
 import schemathesis
 from PIL import Image
+
+from regionsearch.types import JSON_SCHEMA_SPACE
 
 SIDE = 64  # the upload below is SIDE x SIDE; the indexed test images are larger
 
@@ -66,6 +69,10 @@ def map_case(context, case):
         body["file"] = PNG  # also replaces schemathesis' 1x1 samples, too small for the geometry below
     if case.operation.path in ("/v1/segment",):
         _fix_prompt(body.get("prompt", body) if isinstance(body.get("prompt"), dict) else body)
+    prompt = body.get("prompt")
+    if case.operation.path == "/v1/segment/text" and isinstance(prompt, dict) and isinstance(prompt.get("text"), str):
+        if not prompt["text"].strip(JSON_SCHEMA_SPACE):
+            prompt["text"] = "red circle"  # the multipart part's text states "not blank" in words only
     if case.operation.path == "/v1/search/image" and isinstance(body.get("box"), str):
         body["box"] = ",".join(f"{v:g}" for v in _fix_box([float(v) for v in body["box"].split(",")]))
     return case
