@@ -204,6 +204,10 @@ def document_limits(spec: dict, s: Settings, *, max_k: int | None) -> dict:
     if body:
         _text(body["properties"]["text"], s)
         _k(body["properties"]["k"], max_k)
+    body = _json_schema(spec, _op(spec, "/v1/export", "post"))
+    if body:
+        _text(body["properties"]["text"], s)
+        _k(body["properties"]["k"], max_k)
     for path, method in (("/v1/regions/{region_id}/similar", "get"),):
         k = _param(_op(spec, path, method), "k")
         if k is not None:

@@ -197,3 +197,53 @@ class Ready(BaseModel):
     models: dict[str, bool]
     index: dict[str, Any]
     writes_enabled: bool
+
+
+class InfoOut(BaseModel):
+    """What ``regionsearch info --json`` prints for the service's data directory (the service
+    opens it read-only); ``failures`` only with ``errors=true``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    data_dir: str
+    manifest: dict[str, Any]
+    images_indexed: int
+    images_failed: int
+    regions: int
+    vectors: int
+    tombstones: int
+    index_type: str
+    index_factory: Optional[str]
+    disk_bytes: int
+    db_url: str
+    db_backend: str
+    generation: int
+    saved_at: Optional[str]
+    readonly: bool
+    pipelines: list[dict[str, Any]]
+    writer_running: bool
+    failures: Optional[list[dict[str, Optional[str]]]] = Field(default=None, description="files that could not be indexed, "
+                                                     "with reasons (only with errors=true)")
+
+
+#: export formats of ``POST /v1/export`` (``regionsearch.export.FORMATS``)
+ExportFormat = Literal["coco", "parquet", "csv"]
+#: zero-shot label texts one export may ask for, and their length
+MAX_EXPORT_LABELS, MAX_LABEL_CHARS = 256, 200
+
+
+class ExportRequest(BaseModel):
+    """A text query's hits as a COCO, Parquet or CSV file (what ``regionsearch export --query`` writes)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
+
+    text: str = Field(description="the query whose hits are exported, e.g. 'red car'")
+    k: JsonInt = Field(default=100, le=MAX_K, description=K_DOC)
+    format: ExportFormat = Field(default="coco", description="coco (instances JSON with RLE masks), parquet "
+                                 "(one row per region with its CLIP embedding) or csv")
+    path_prefix: Optional[str] = Field(default=None, max_length=4096,
+                                       description="only images whose stored path starts with this string")
+    labels: list[Annotated[str, Field(max_length=MAX_LABEL_CHARS)]] = Field(
+        default_factory=list, max_length=MAX_EXPORT_LABELS,
+        description="zero-shot categories: each region gets the closest of these texts (blank ones are "
+                    "ignored); none: one 'region' category")

@@ -46,6 +46,10 @@ VectorsOpt = Annotated[Optional[str], typer.Option(
     "http://host:19530 (server); recorded in the data directory. Env: REGIONSEARCH_VECTORS.")]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N, mps.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+ServerOpt = Annotated[Optional[str], typer.Option(
+    "--server", help="Ask a running `regionsearch serve` at this URL, e.g. http://127.0.0.1:8000, instead of "
+    "opening a data dir here: no models load, one HTTP round trip. The server's data dir is used (so not with "
+    "--data-dir/--db). Env: REGIONSEARCH_SERVER (ignored when --data-dir or --db is given).")]
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -209,23 +213,38 @@ def search(
     path_prefix: Annotated[Optional[str], typer.Option("--path-prefix", help="Only images whose path starts with P.")] = None,
     min_area: Annotated[Optional[float], typer.Option("--min-area", help="Minimum region area: a fraction of the image (<= 1) or pixels (> 1).")] = None,
     min_score: Annotated[Optional[float], typer.Option("--min-score", help="Minimum similarity score.")] = None,
-    save: Annotated[Optional[Path], typer.Option("--save", help="Write one overlay PNG per hit into this folder.")] = None,
+    save: Annotated[Optional[Path], typer.Option("--save", help="Write one overlay PNG per hit into this folder (created if missing): the mask filled and outlined, rank and score; prints each file written.")] = None,
     no_dedupe: Annotated[bool, typer.Option("--no-dedupe", help="Show near-duplicate regions too (by default a region of the same image as a better hit is dropped when their mask IoU is >= search.dedupe_iou, 0.8, or one mask lies >= search.dedupe_contain, 0.7, inside the other).")] = False,
+    server: ServerOpt = None,
     config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None, device: DeviceOpt = None,
 ) -> None:
-    """Search indexed regions by text; prints ranked hits (or the JSON hit schema with --json)."""
+    """Search indexed regions by text; prints ranked hits (or the JSON hit schema with --json).
+
+    With --server (or REGIONSEARCH_SERVER) a running service answers: the same hits, no model
+    loading here."""
     from .search import SearchFilters, check_k, check_text
 
     filters = SearchFilters(path_prefix=_abs_prefix(path_prefix), min_area=min_area, min_score=min_score,
                             per_image=per_image, dedupe=not no_dedupe)
     filters.validate()
-    eng = _engine(config, data_dir, db, device, create=False, readonly=True)
-    check_k(k, eng.config.search.max_k)
-    check_text(text, eng.config.search.max_text_chars)
-    with eng:
-        hits = eng.search(text, k, filters)
-        if save is not None:
-            _save_overlays(hits, save, text)
+    if save is not None and save.exists() and not save.is_dir():
+        _fail(f"--save needs a folder; {save} is a file")
+    url = _server_url(server, data_dir, db)
+    if url is not None:
+        hits, written = _remote_search(url, text, k, filters, save)
+    else:
+        eng = _engine(config, data_dir, db, device, create=False, readonly=True)
+        check_k(k, eng.config.search.max_k)
+        check_text(text, eng.config.search.max_text_chars)
+        with eng:
+            hits = eng.search(text, k, filters)
+            written = _save_overlays(hits, save, text, _local_image) if save is not None else []
+    _print_hits(text, hits, as_json)
+    for path in written:
+        typer.echo(f"wrote {path}", err=as_json)  # stdout stays one JSON document with --json
+
+
+def _print_hits(text: str, hits: list[Any], as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps({"query": text, "hits": [h.to_json() for h in hits]}, indent=2))
         return
@@ -243,25 +262,70 @@ def search(
                    f"[{h.kind}] box x={x:.0f} y={y:.0f} w={w:.0f} h={hh:.0f} area={h.area}{why}")
 
 
+def _server_url(server: str | None, data_dir: str | None, db: str | None) -> str | None:
+    """The service a command asks instead of a local data dir: ``--server``, else the
+    ``REGIONSEARCH_SERVER`` environment variable unless ``--data-dir``/``--db`` name a local store."""
+    from .client import check_server_url
+
+    local = data_dir or _STATE.get("data_dir") or db or _STATE.get("db")
+    if server is not None:
+        if local:
+            _fail("give --server or --data-dir/--db, not both (with --server the server's data dir is used)")
+        return check_server_url(server)
+    env = os.environ.get("REGIONSEARCH_SERVER", "").strip()
+    return check_server_url(env) if env and not local else None
+
+
+def _remote_search(url: str, text: str, k: int, filters: Any, save: Path | None) -> tuple[list[Any], list[Path]]:
+    """Hits of ``text`` from the service at ``url`` (and their overlays, from the image files it serves)."""
+    from .client import Client
+    from .types import SearchHit
+
+    with Client(url) as client:
+        doc = client.search(text, k, path_prefix=filters.path_prefix, min_area=filters.min_area,
+                            min_score=filters.min_score, per_image=filters.per_image, dedupe=filters.dedupe)
+        hits = [SearchHit.from_json(h) for h in doc["hits"]]
+        if save is None:
+            return hits, []
+
+        def image_of(hit: Any) -> Any:
+            from .imageio import decode_image
+
+            return decode_image(client.image_file(hit.image_id), max_pixels=1 << 62)
+
+        return hits, _save_overlays(hits, save, text, image_of)
+
+
 def _abs_prefix(prefix: str | None) -> str | None:
     if prefix is None:
         return None
     return os.path.abspath(prefix) if not prefix.startswith("/") else prefix
 
 
-def _save_overlays(hits: list[Any], folder: Path, text: str) -> None:
+def _local_image(hit: Any) -> Any:
     from .imageio import load_image, path_from_db
+
+    return load_image(path_from_db(hit.image_path)).array
+
+
+def _save_overlays(hits: list[Any], folder: Path, text: str, image_of: Any) -> list[Path]:
+    """One overlay PNG per hit in ``folder`` (``image_of(hit)``: its image, HWC uint8 RGB); returns
+    the files written (a hit whose image cannot be read is reported and skipped)."""
     from .render import overlay, to_png
 
     folder.mkdir(parents=True, exist_ok=True)
+    written = []
     for rank, h in enumerate(hits, 1):
         try:
-            img = load_image(path_from_db(h.image_path)).array
+            img = image_of(h)
         except RegionSearchError as exc:
             typer.echo(f"  cannot render hit {rank}: {exc}", err=True)
             continue
-        out = overlay(img, [h.mask], [h.bbox], [f"{h.score:.3f}"], title=f"{text!r} #{rank}")
-        (folder / f"{rank:03d}_region{h.region_id}.png").write_bytes(to_png(out))
+        out = overlay(img, [h.mask], [h.bbox], [f"#{rank} {h.score:.3f}"], title=text)
+        path = folder / f"{rank:03d}_region{h.region_id}.png"
+        path.write_bytes(to_png(out))
+        written.append(path)
+    return written
 
 
 @app.command()
@@ -273,9 +337,12 @@ def export(
     path_prefix: Annotated[Optional[str], typer.Option("--path-prefix", help="Only images whose path starts with P.")] = None,
     labels: Annotated[Optional[list[str]], typer.Option("--labels", help="Zero-shot categories: each region gets the closest of these texts (repeat the option or separate with commas). Default: one 'region' category.")] = None,
     as_json: JsonOpt = False,
+    server: ServerOpt = None,
     config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None,
 ) -> None:
-    """Write the whole store, or a query's hits, as COCO, Parquet or CSV (streamed: constant memory)."""
+    """Write the whole store, or a query's hits, as COCO, Parquet or CSV (streamed: constant memory).
+
+    With --server (and --query) the server searches and builds the file; it is written here."""
     from .export import FORMATS, export_regions
     from .search import SearchFilters, check_k, check_text
 
@@ -284,6 +351,10 @@ def export(
     if not out.parent.is_dir():
         _fail(f"the folder {out.parent} does not exist")
     names = [t.strip() for v in labels or [] for t in v.split(",") if t.strip()]
+    url = _server_url(server, data_dir, db)
+    if url is not None:
+        _remote_export(url, out, fmt, query, k, _abs_prefix(path_prefix), names, as_json)
+        return
     eng = _engine(config, data_dir, db, None, create=False, readonly=True)
     if query is not None:
         check_k(k, eng.config.search.max_k)
@@ -295,10 +366,28 @@ def export(
         vectors = eng.pipeline.embedder.embed_texts(names) if names else None
         report = export_regions(eng.datadir, out, fmt, hits=hits, path_prefix=_abs_prefix(path_prefix),
                                 labels=names, label_vectors=vectors)
+    _print_export(report.to_json(), as_json)
+
+
+def _print_export(report: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        typer.echo(json.dumps(report.to_json(), indent=2))
+        typer.echo(json.dumps(report, indent=2))
     else:
-        typer.echo(f"wrote {report.regions} regions of {report.images} images to {report.path} ({report.format})")
+        typer.echo(f"wrote {report['regions']} regions of {report['images']} images to {report['path']} "
+                   f"({report['format']})")
+
+
+def _remote_export(url: str, out: Path, fmt: str, query: str | None, k: int, path_prefix: str | None,
+                   names: list[str], as_json: bool) -> None:
+    """``export --query`` answered by the service at ``url`` (it searches and writes the file)."""
+    from .client import Client
+
+    if query is None:
+        _fail("with --server, export writes a query's hits: add --query TEXT (the whole store is exported "
+              "where its data dir is, without --server)")
+    with Client(url) as client:
+        report = client.export(query, out, fmt, k, path_prefix=path_prefix, labels=names)
+    _print_export(report, as_json)
 
 
 @app.command()
@@ -380,16 +469,28 @@ def _save_scene(result: Any, path: Path) -> None:
 def info(
     as_json: JsonOpt = False,
     errors: Annotated[bool, typer.Option("--errors", help="List the files that could not be indexed, with reasons.")] = False,
+    server: ServerOpt = None,
     config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None,
 ) -> None:
     """Counts, models, index type, disk size, the settings each image was indexed with and failed
-    files of a data directory (read-only: works while an index job writes it)."""
-    eng = _engine(config, data_dir, db, None, create=False, readonly=True)
-    with eng:
-        data = eng.datadir.info()
-        failures = [{"path": f.path, "reason": f.error} for f in eng.datadir.failures()] if errors else None
-    if failures is not None:
-        data["failures"] = failures
+    files of a data directory (read-only: works while an index job writes it). With --server: those
+    of the server's data directory."""
+    url = _server_url(server, data_dir, db)
+    if url is not None:
+        from .client import Client
+
+        with Client(url) as client:
+            data = client.info(errors=errors)
+        failures = data.get("failures")
+        if not errors:
+            data.pop("failures", None)
+    else:
+        eng = _engine(config, data_dir, db, None, create=False, readonly=True)
+        with eng:
+            data = eng.datadir.info()
+            failures = [{"path": f.path, "reason": f.error} for f in eng.datadir.failures()] if errors else None
+        if failures is not None:
+            data["failures"] = failures
     if as_json:
         typer.echo(json.dumps(data, indent=2, default=str))
         return

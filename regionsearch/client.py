@@ -30,6 +30,26 @@ class ApiError(RegionSearchError):
         self.message = message
 
 
+class ServerUnreachableError(RegionSearchError):
+    """No answer from the service at all: nothing listens at the URL, the name does not resolve,
+    the connection broke or timed out."""
+
+    http_status = 503
+
+
+def check_server_url(url: str) -> str:
+    """``url`` without a trailing slash; :class:`~regionsearch.errors.InvalidRequestError` unless it
+    is an ``http://`` or ``https://`` URL with a host."""
+    from urllib.parse import urlsplit
+
+    from .errors import InvalidRequestError
+
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise InvalidRequestError(f"the server URL must look like http://host:8000, got {url!r}")
+    return url.strip().rstrip("/")
+
+
 def _read(image: ImageInput) -> tuple[str, bytes]:
     if isinstance(image, (bytes, bytearray)):
         return "image", bytes(image)
@@ -46,6 +66,7 @@ class Client:
         import httpx
 
         headers = {"X-API-Key": api_key} if api_key else {}
+        self.base_url = base_url.rstrip("/")
         self._own = http is None
         self.http = http if http is not None else httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout)
         self._headers = headers
@@ -63,24 +84,53 @@ class Client:
     # ------------------------------------------------------------------ plumbing
     def _request(self, method: str, url: str, **kw: Any) -> Any:
         headers = {**self._headers, **kw.pop("headers", {})}
-        resp = self.http.request(method, url, headers=headers, **kw)
-        if resp.status_code >= 400:
-            try:
-                message = resp.json().get("error") or resp.text
-            except (ValueError, AttributeError):
-                message = resp.text
-            raise ApiError(resp.status_code, str(message))
+        try:
+            resp = self.http.request(method, url, headers=headers, **kw)
+        except Exception as exc:
+            raise self._unreachable(exc) from None
+        self._check(resp, url)
         return resp
+
+    def _unreachable(self, exc: Exception) -> Exception:
+        """A transport failure (httpx's ``TransportError``, ``InvalidURL``) as one sentence; other
+        exceptions unchanged."""
+        import httpx
+
+        if not isinstance(exc, (httpx.TransportError, httpx.InvalidURL)):
+            return exc
+        what = "timed out" if isinstance(exc, httpx.TimeoutException) else (str(exc).splitlines() or [""])[0]
+        return ServerUnreachableError(f"cannot reach the regionsearch server at {self.base_url} "
+                                      f"({what or type(exc).__name__}); is `regionsearch serve` running there?")
+
+    @staticmethod
+    def _check(resp: Any, url: str) -> None:
+        if resp.status_code < 400:
+            return
+        try:
+            body = resp.json()
+            message = body.get("error") if isinstance(body, dict) else None
+        except (ValueError, AttributeError):
+            message = None
+        if resp.status_code == 404 and message == "not found":  # no such route: the URL is not the service's root
+            message = None
+        if message is None:  # not one of our error bodies: something else answers at that URL
+            text = " ".join(resp.text.split())[:120]
+            message = (f"{url} answered {text!r}: is this a regionsearch server (regionsearch serve)?" if resp.status_code
+                       in (404, 405) else text or resp.reason_phrase)
+        raise ApiError(resp.status_code, str(message))
 
     def _json(self, method: str, url: str, **kw: Any) -> Any:
         return self._request(method, url, **kw).json()
 
     # ------------------------------------------------------------------ search
     def search(self, text: str, k: int = 10, *, path_prefix: str | None = None, min_area: float | None = None,
-               min_score: float | None = None, per_image: int | None = None) -> dict[str, Any]:
-        """``{"query": text, "hits": [...]}`` (the CLI's JSON hit schema)."""
+               min_score: float | None = None, per_image: int | None = None, dedupe: bool = True) -> dict[str, Any]:
+        """``{"query": text, "hits": [...]}`` (the CLI's JSON hit schema). ``dedupe=False`` keeps
+        near-duplicate regions of one image (``search --no-dedupe``)."""
         filters = {k_: v for k_, v in dict(path_prefix=path_prefix, min_area=min_area, min_score=min_score,
                                             per_image=per_image).items() if v is not None}
+        if not dedupe:
+            filters["dedupe"] = False
         return self._json("POST", "/v1/search", json={"text": text, "k": k, "filters": filters})
 
     def search_image(self, image: ImageInput, k: int = 10, box: Sequence[float] | None = None,
@@ -163,6 +213,37 @@ class Client:
 
     def delete(self, image_id: int) -> dict[str, Any]:
         return self._json("DELETE", f"/v1/images/{int(image_id)}")
+
+    # ------------------------------------------------------------------ the data dir as a whole
+    def info(self, errors: bool = False) -> dict[str, Any]:
+        """What ``regionsearch info --json`` prints for the service's data dir (``errors``: with
+        ``failures``, the files that could not be indexed)."""
+        return self._json("GET", "/v1/info", params={"errors": "true"} if errors else None)
+
+    def export(self, text: str, out: str | os.PathLike[str], fmt: str = "coco", k: int = 100, *,
+               path_prefix: str | None = None, labels: Sequence[str] = ()) -> dict[str, Any]:
+        """Write the hits of ``text`` to the file ``out`` as ``fmt`` (coco, parquet, csv), built by the
+        server (``regionsearch export --query``); streamed to ``out.partial`` then renamed. Returns
+        ``{"path", "format", "regions", "images"}``."""
+        body: dict[str, Any] = {"text": text, "k": k, "format": fmt, "labels": list(labels)}
+        if path_prefix is not None:
+            body["path_prefix"] = path_prefix
+        path = Path(out)
+        tmp = path.with_name(f".{path.name}.partial")
+        try:
+            with self.http.stream("POST", "/v1/export", json=body, headers=self._headers) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                self._check(resp, "/v1/export")
+                with open(tmp, "wb") as f:
+                    for part in resp.iter_bytes():
+                        f.write(part)
+                counts = (int(resp.headers.get("X-Regions", 0)), int(resp.headers.get("X-Images", 0)))
+        except BaseException as exc:
+            tmp.unlink(missing_ok=True)
+            raise self._unreachable(exc) if isinstance(exc, Exception) else exc from None
+        os.replace(tmp, path)
+        return {"path": str(path), "format": fmt, "regions": counts[0], "images": counts[1]}
 
     # ------------------------------------------------------------------ operations
     def health(self) -> dict[str, Any]:

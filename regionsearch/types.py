@@ -153,3 +153,14 @@ class SearchHit(RegionRecord):
         if self.relation is not None:
             doc["relation"] = self.relation
         return doc
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> "SearchHit":
+        """The hit :meth:`to_json` wrote (e.g. one of the API's answers); the image size, which the
+        hit schema leaves out, is None."""
+        mask = doc["mask"]
+        return cls(region_id=int(doc["region_id"]), image_id=int(doc["image_id"]), image_path=str(doc["image_path"]),
+                   bbox=tuple(float(v) for v in doc["bbox"]), area=int(doc["area"]),  # type: ignore[arg-type]
+                   rle={"size": list(mask["size"]), "counts": mask["counts"]}, predicted_iou=doc.get("predicted_iou"),
+                   stability_score=doc.get("stability_score"), kind=doc["kind"], image_width=None, image_height=None,
+                   score=float(doc["score"]), relation=doc.get("relation"))

@@ -84,3 +84,43 @@ def test_coco_roundtrip(tmp_path):
             assert np.allclose(mask_utils.toBbox(ann["segmentation"]), ann["bbox"])
     json.loads(path.read_text())  # plain JSON
     assert isinstance(scenes[0], Scene) and scenes[0].boxes().shape == (len(scenes[0].masks), 4)
+
+
+def test_corpus_command_writes_images_and_ground_truth(tmp_path):
+    """``python -m regionsearch.testing.shapes OUT`` (the README's command for trying eval)."""
+    import subprocess
+    import sys
+
+    from pycocotools.coco import COCO
+
+    from regionsearch.masks import decode_rle
+    from regionsearch.testing.shapes import scene_seed
+
+    out = tmp_path / "shapes"
+    proc = subprocess.run([sys.executable, "-m", "regionsearch.testing.shapes", str(out), "--count", "3",
+                           "--seed", "5"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert str(out / "annotations.json") in proc.stdout and "regionsearch --config tiny eval" in proc.stdout
+    coco = COCO(str(out / "annotations.json"))
+    scenes = [make_scene(scene_seed(5, i)) for i in range(3)]
+    assert len(coco.getImgIds()) == 3 and len(coco.getCatIds()) == 30
+    assert len(coco.getAnnIds()) == sum(len(s.masks) for s in scenes)
+    for img_id, scene in zip(sorted(coco.getImgIds()), scenes):
+        assert (out / coco.imgs[img_id]["file_name"]).is_file()
+        anns = coco.loadAnns(coco.getAnnIds(imgIds=[img_id]))
+        assert all(np.array_equal(decode_rle(a["segmentation"]), m) for a, m in zip(anns, scene.masks))
+        assert [coco.cats[a["category_id"]]["name"] for a in anns] == scene.captions
+    bad = subprocess.run([sys.executable, "-m", "regionsearch.testing.shapes", str(tmp_path / "x"), "--count", "0"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--count must be 1 to 100000" in bad.stderr
+
+
+def test_corpus_command_default_is_the_held_out_corpus(tmp_path, capsys):
+    from regionsearch.testing.heldout import held_out_scenes
+    from regionsearch.testing.shapes import main
+
+    assert main([str(tmp_path / "c")]) == 0
+    doc = json.loads((tmp_path / "c" / "annotations.json").read_text())
+    scenes = held_out_scenes()
+    assert len(doc["images"]) == len(scenes) >= 40
+    assert [a["caption"] for a in doc["annotations"]] == [c for s in scenes for c in s.captions]

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 
-from .shapes import CLASSES, Scene, make_scene, scene_seed
+from .shapes import Scene, covering_scenes
 
 HELD_OUT_SEED = 90210
 MIN_SCENES = 40
@@ -18,15 +17,7 @@ def held_out_scenes(min_scenes: int = MIN_SCENES, min_per_class: int = MIN_PER_C
     colour x shape class to have at least ``min_per_class`` instances. Seeds other than
     :data:`HELD_OUT_SEED` (e.g. ``HELD_OUT_SEED + 1``) give independent held-out sets for
     measuring the spread between seeds."""
-    scenes: list[Scene] = []
-    counts: Counter[str] = Counter()
-    i = 0
-    while i < limit and (len(scenes) < min_scenes or min(counts.get(c, 0) for c in CLASSES) < min_per_class):
-        scene = make_scene(scene_seed(seed, i))
-        scenes.append(scene)
-        counts.update(scene.captions)
-        i += 1
-    return scenes
+    return covering_scenes(seed, min_scenes, min_per_class, limit)
 
 
 def scene_paths(root: Path, n: int) -> list[str]:

@@ -273,6 +273,23 @@ def scene_seed(seed: int, index: int) -> int:
     return int(seed) * 1_000_003 + int(index)
 
 
+def covering_scenes(seed: int, min_scenes: int = 40, min_per_class: int = 5, limit: int = 120) -> list[Scene]:
+    """The first scenes of ``seed`` (scene ``i`` from ``scene_seed(seed, i)``), as many as needed,
+    at least ``min_scenes`` and at most ``limit``, for every class of :data:`CLASSES` to have at
+    least ``min_per_class`` instances."""
+    from collections import Counter
+
+    scenes: list[Scene] = []
+    counts: Counter[str] = Counter()
+    i = 0
+    while i < limit and (len(scenes) < min_scenes or min(counts.get(c, 0) for c in CLASSES) < min_per_class):
+        scene = make_scene(scene_seed(seed, i))
+        scenes.append(scene)
+        counts.update(scene.captions)
+        i += 1
+    return scenes
+
+
 # --------------------------------------------------------------------------- COCO export
 
 def export_coco(scenes: Sequence[Scene], out_dir: str | Path, prefix: str = "scene") -> Path:
@@ -314,3 +331,50 @@ def export_coco(scenes: Sequence[Scene], out_dir: str | Path, prefix: str = "sce
         "images": images, "annotations": anns, "categories": categories,
     }))
     return path
+
+
+#: the seed of the held-out scenes (``regionsearch.testing.heldout.HELD_OUT_SEED``): never used in training
+DEFAULT_CORPUS_SEED = 90210
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m regionsearch.testing.shapes OUT [--count N] [--seed S] [--size PX]``: write a
+    shapes-world corpus with exact ground truth (``OUT/images/*.png`` + ``OUT/annotations.json``,
+    COCO instances with RLE masks) for trying ``regionsearch eval``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m regionsearch.testing.shapes",
+        description="Write a synthetic shapes-world corpus (coloured shapes on textured backgrounds, exact "
+                    "instance masks, 30 'colour shape' categories) as PNG images + a COCO instances file, "
+                    "for trying `regionsearch eval`. Default: the held-out corpus the README's eval figures "
+                    "are measured on (never used to train the tiny models).")
+    parser.add_argument("out", help="output folder (created; images/ and annotations.json are written into it)")
+    parser.add_argument("--count", "-n", type=int, default=None,
+                        help="number of scenes (default: as many as give every category >= 5 instances, "
+                             "at least 40)")
+    parser.add_argument("--seed", type=int, default=DEFAULT_CORPUS_SEED,
+                        help=f"corpus seed (default {DEFAULT_CORPUS_SEED}, the held-out one)")
+    parser.add_argument("--size", type=int, default=256, help="image side in pixels (default 256, 64 to 4096)")
+    args = parser.parse_args(argv)
+    if args.count is not None and not 1 <= args.count <= 100_000:
+        parser.error("--count must be 1 to 100000")
+    if not 64 <= args.size <= 4096:
+        parser.error("--size must be 64 to 4096")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        parser.error(f"{out} exists and is not a folder")
+    if args.count is None:
+        scenes = covering_scenes(args.seed) if args.size == 256 else [
+            make_scene(scene_seed(args.seed, i), size=args.size) for i in range(len(covering_scenes(args.seed)))]
+    else:
+        scenes = [make_scene(scene_seed(args.seed, i), size=args.size) for i in range(args.count)]
+    path = export_coco(scenes, out)
+    n = sum(len(s.masks) for s in scenes)
+    print(f"wrote {len(scenes)} scenes ({n} instances, {len(CLASSES)} categories): {out / 'images'}, {path}")
+    print(f"try: regionsearch --config tiny eval --coco {path} --images {out} --data-dir {out / 'data'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
