@@ -174,6 +174,12 @@ def _links(spec: dict) -> None:
         ("/v1/regions/{region_id}/similar", "get", "200"): region_links("/hits/0"),
         ("/v1/regions/{region_id}", "get", "200"): region_links(""),
         ("/v1/images/{image_id}", "get", "200"): region_links("/regions/0"),
+        ("/v1/images", "get", "200"): {
+            "GetImage": link(("/v1/images/{image_id}", "get"), {"image_id": "$response.body#/images/0/image_id"},
+                             "the newest image with its regions"),
+            "GetImageThumb": link(("/v1/images/{image_id}/thumb.jpg", "get"),
+                                  {"image_id": "$response.body#/images/0/image_id"}, "its preview"),
+        },
         ("/v1/images", "post", "201"): {
             "GetImage": link(("/v1/images/{image_id}", "get"), {"image_id": "$response.body#/image_id"},
                              "the indexed image with its regions"),

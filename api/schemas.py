@@ -19,6 +19,11 @@ from regionsearch.search import MAX_K
 K_DOC = f"number of hits: 1 to the service's max_k (by default {MAX_K}, the same maximum as the CLI's -k)"
 
 
+PATH_PREFIX_DOC = "only images whose stored path starts with this string (case-sensitive)"
+MIN_AREA_DOC = "minimum region area: fraction of the image (<= 1) or pixels (> 1)"
+MIN_SCORE_DOC = "minimum similarity score"
+
+
 def _integral(v: Any) -> Any:
     """JSON has one number type: ``94.0`` is an integer to JSON Schema, so it is one here too."""
     return int(v) if isinstance(v, float) and v.is_integer() else v
@@ -43,11 +48,9 @@ class RLE(BaseModel):
 class SearchFiltersIn(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
-    path_prefix: Optional[str] = Field(default=None, max_length=4096,
-                                       description="only images whose stored path starts with this string")
-    min_area: Optional[float] = Field(default=None, ge=0,
-                                      description="minimum region area: fraction of the image (<= 1) or pixels (> 1)")
-    min_score: Optional[float] = Field(default=None, ge=-1, le=1, description="minimum similarity score")
+    path_prefix: Optional[str] = Field(default=None, max_length=4096, description=PATH_PREFIX_DOC)
+    min_area: Optional[float] = Field(default=None, ge=0, description=MIN_AREA_DOC)
+    min_score: Optional[float] = Field(default=None, ge=-1, le=1, description=MIN_SCORE_DOC)
     per_image: Optional[Annotated[int, Field(ge=1, le=1000), BeforeValidator(_integral)]] = Field(default=None, description="at most this many hits per image")
     dedupe: bool = Field(default=True, description="collapse near-duplicate regions of one image (mask IoU >= the "
                          "service's search.dedupe_iou, 0.8 by default, or one mask >= search.dedupe_contain, 0.7, "
@@ -114,6 +117,23 @@ class ImageOut(BaseModel):
     status: str
     error: Optional[str]
     regions: list[RegionOut]
+
+
+class ImageSummaryOut(BaseModel):
+    image_id: int
+    path: str
+    width: Optional[int] = Field(description="pixels")
+    height: Optional[int] = Field(description="pixels")
+    regions: int = Field(description="mask regions (the whole-image region not counted)")
+    indexed_at: Optional[str] = Field(description="when it was indexed, ISO 8601 UTC")
+
+
+class ImageList(BaseModel):
+    """A page of indexed images, newest first."""
+
+    images: list[ImageSummaryOut]
+    next_before: Optional[int] = Field(description="cursor of the next page (pass as before); null on the last page")
+    total: int = Field(description="images matching the path prefix, all pages together")
 
 
 class SegmentRequest(BaseModel):
@@ -197,6 +217,8 @@ class Ready(BaseModel):
     models: dict[str, bool]
     index: dict[str, Any]
     writes_enabled: bool
+    limits: dict[str, Optional[int]] = Field(description="the service's request limits: max_k (largest k; null: "
+                                             "no bound), max_text_chars, max_upload_bytes")
 
 
 class InfoOut(BaseModel):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
@@ -35,9 +37,18 @@ def readyz(state: State) -> JSONResponse:
     eng = state.engine
     body = {"ready": ready,
             "models": {"clip": bool(eng and eng.pipeline.embedder_loaded), "sam": state.prompt is not None},
-            "index": index, "writes_enabled": state.settings.writes_enabled}
+            "index": index, "writes_enabled": state.settings.writes_enabled, "limits": _limits(state)}
     state.metrics.ready.set(1 if ready else 0)
     return JSONResponse(body, status_code=200 if ready else 503)
+
+
+def _limits(state: State) -> dict[str, Optional[int]]:
+    s = state.settings
+    try:
+        max_k = state.max_k
+    except Exception:  # no config to read it from (the service cannot start): unknown
+        max_k = None
+    return {"max_k": max_k, "max_text_chars": s.max_text_chars, "max_upload_bytes": s.max_upload_bytes}
 
 
 @router.get("/metrics", response_class=Response,

@@ -14,7 +14,7 @@ from regionsearch.search import Query as SearchQuery
 from regionsearch.search import MAX_K, SearchFilters
 
 from ..deps import State
-from ..schemas import K_DOC, ImageOut, RegionOut, SearchResponse
+from ..schemas import K_DOC, MIN_AREA_DOC, MIN_SCORE_DOC, PATH_PREFIX_DOC, ImageOut, RegionOut, SearchResponse
 from .common import PNG, ImageId, RegionId, errors, region_json
 
 router = APIRouter(prefix="/v1", tags=["regions and images"])
@@ -29,9 +29,14 @@ def get_region(region_id: RegionId, state: State) -> dict:
 @router.get("/regions/{region_id}/similar", response_model=SearchResponse, responses=errors(404, 422, 503))
 def similar(region_id: RegionId, state: State,
             k: Annotated[int, Query(le=MAX_K, description=K_DOC)] = 10,
-            per_image: Annotated[Optional[int], Query(ge=1, le=1000)] = None) -> dict:
-    """Regions most similar to an indexed region (itself excluded)."""
-    hits = state.search(state.datadir(), SearchQuery(region_id=region_id), k, SearchFilters(per_image=per_image))
+            per_image: Annotated[Optional[int], Query(ge=1, le=1000, description="at most this many hits per image")] = None,
+            path_prefix: Annotated[Optional[str], Query(max_length=4096, description=PATH_PREFIX_DOC)] = None,
+            min_area: Annotated[Optional[float], Query(ge=0, allow_inf_nan=False, description=MIN_AREA_DOC)] = None,
+            min_score: Annotated[Optional[float], Query(ge=-1, le=1, allow_inf_nan=False,
+                                                        description=MIN_SCORE_DOC)] = None) -> dict:
+    """Regions most similar to an indexed region (itself excluded), with the filters of ``/v1/search``."""
+    filters = SearchFilters(path_prefix=path_prefix or None, min_area=min_area, min_score=min_score, per_image=per_image)
+    hits = state.search(state.datadir(), SearchQuery(region_id=region_id), k, filters)
     return {"query": {"kind": "region", "region_id": region_id}, "hits": [h.to_json() for h in hits]}
 
 

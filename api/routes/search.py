@@ -10,7 +10,7 @@ from regionsearch.errors import InvalidRequestError
 from regionsearch.search import MAX_K, Query, SearchFilters
 
 from ..deps import State, check_k, decode_upload, read_upload_sync
-from ..schemas import K_DOC, SearchRequest, SearchResponse
+from ..schemas import K_DOC, MIN_AREA_DOC, MIN_SCORE_DOC, PATH_PREFIX_DOC, SearchRequest, SearchResponse
 from .common import errors
 
 router = APIRouter(prefix="/v1", tags=["search"])
@@ -48,7 +48,11 @@ def search_image(
     k: Annotated[int, Form(le=MAX_K, description=K_DOC)] = 10,
     box: Annotated[Optional[str], Form(max_length=200, description="optional crop 'x0,y0,x1,y1' (pixels)")] = None,
     per_image: Annotated[Optional[int], Form(ge=1, le=1000, description="at most this many hits per image")] = None,
+    path_prefix: Annotated[Optional[str], Form(max_length=4096, description=PATH_PREFIX_DOC)] = None,
+    min_area: Annotated[Optional[float], Form(ge=0, allow_inf_nan=False, description=MIN_AREA_DOC)] = None,
+    min_score: Annotated[Optional[float], Form(ge=-1, le=1, allow_inf_nan=False, description=MIN_SCORE_DOC)] = None,
 ) -> dict:
+    """Regions most similar to an image (or the ``box`` crop of it), with the filters of ``/v1/search``."""
     s = state.settings
     check_k(k, state)
     image = decode_upload(read_upload_sync(file, s), s)
@@ -57,5 +61,6 @@ def search_image(
         x0, y0, x1, y1 = _parse_box(box, image.shape[1], image.shape[0])
         image = image[y0:y1, x0:x1]
         query["box"] = [x0, y0, x1, y1]
-    hits = state.search(state.datadir(), Query(image=image), k, SearchFilters(per_image=per_image))
+    filters = SearchFilters(path_prefix=path_prefix or None, min_area=min_area, min_score=min_score, per_image=per_image)
+    hits = state.search(state.datadir(), Query(image=image), k, filters)
     return {"query": query, "hits": [h.to_json() for h in hits]}

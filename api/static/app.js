@@ -1,22 +1,50 @@
-// regionsearch web page: search -> grid of region crops; click -> image with its regions;
-// click/shift-click/right-click/drag on the image -> SAM 2.1 masks live (multimask candidates).
+// regionsearch web page. What is shown comes from the URL, so a link reproduces the view and
+// back/forward work:
+//   (no query)  browse: indexed images, newest first, paged by cursor (GET /v1/images)
+//   ?q=TEXT     regions for a text (POST /v1/search)
+//   ?like=ID    regions like an indexed region (GET /v1/regions/{id}/similar)
+//   ?qimg=KEY   regions like a picked, pasted or dropped image (POST /v1/search/image); the image
+//               itself stays in this browser (memory + sessionStorage), so such a link works here only
+//   prefix, area (% of the image), score, one=1: filters · k: page size · n: results loaded
+//   image=ID, sel=REGION: the open image and its selected region
+// The open image shows its regions (masks over the image and a list) and takes SAM 2.1 prompts:
+// click / shift-click / right-click / drag on it -> masks live (multimask candidates).
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 const PALETTE = [[255, 64, 64], [64, 160, 255], [64, 220, 96], [255, 200, 0], [200, 96, 255],
   [0, 220, 220], [255, 128, 0], [255, 64, 200]];
+const BROWSE_PAGE_MAX = 200;  // the API's largest page of GET /v1/images
 
-const state = { scene: null, relation: null, image: null, points: [], labels: [], box: null, candidates: [], selected: 0, busy: false, pending: false };
+// the viewer (SAM prompts on the open image)
+const state = { openId: null, scene: null, relation: null, image: null, points: [], labels: [], box: null, candidates: [], selected: 0, busy: false, pending: false };
+// what the URL says
+const view = defaultView();
+// the result list being shown: which query (key), how far it got, what is on screen
+const run = { token: 0, key: null, count: 0, total: null, cursor: null, exhausted: false, shown: new Set(), top: 1, loading: false };
+const limits = { max_k: 1000, max_text_chars: 1000, max_upload_bytes: 0 };
+const queryImages = new Map();  // qimg key -> { blob, name, url }
+let viewerToken = 0, hoverRegion = null, pendingRelation = null;
+
+function defaultView() {
+  return { q: "", like: null, qimg: null, prefix: "", area: "", score: "", one: false, k: 24, n: 24, image: null, sel: null };
+}
+
+function mode(v) { return v.like ? "similar" : v.qimg ? "image" : v.q ? "text" : "browse"; }
 
 async function api(method, url, body) {
   const init = { method, headers: {} };
-  if (body !== undefined) { init.headers["Content-Type"] = "application/json"; init.body = JSON.stringify(body); }
+  if (body instanceof FormData) init.body = body;
+  else if (body !== undefined) { init.headers["Content-Type"] = "application/json"; init.body = JSON.stringify(body); }
   const resp = await fetch(url, init);
   let data = null;
   try { data = await resp.json(); } catch (e) { data = null; }
   if (!resp.ok) throw new Error((data && data.error) || `HTTP ${resp.status}`);
   return data;
 }
+
+const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+const baseName = (path) => path.split("/").pop();
 
 // COCO compressed RLE -> row-major Uint8Array (1 = inside)
 function decodeRLE(rle) {
@@ -42,130 +70,507 @@ function decodeRLE(rle) {
   return out;
 }
 
-function paintMask(ctx, mask, w, h, rgb, fillAlpha, edgeAlpha) {
-  const img = ctx.getImageData(0, 0, w, h), d = img.data;
-  for (let y = 0; y < h; y++) {
-    for (let x = 0; x < w; x++) {
+// blend a mask into the canvas (only inside ``bbox`` XYWH when given: fast on big images)
+function paintMask(ctx, mask, w, h, rgb, fillAlpha, edgeAlpha, bbox) {
+  let x0 = 0, y0 = 0, x1 = w, y1 = h;
+  if (bbox) {
+    x0 = Math.max(0, Math.floor(bbox[0]) - 1); y0 = Math.max(0, Math.floor(bbox[1]) - 1);
+    x1 = Math.min(w, Math.ceil(bbox[0] + bbox[2]) + 1); y1 = Math.min(h, Math.ceil(bbox[1] + bbox[3]) + 1);
+    if (x1 <= x0 || y1 <= y0) return;
+  }
+  const bw = x1 - x0, img = ctx.getImageData(x0, y0, bw, y1 - y0), d = img.data;
+  for (let y = y0; y < y1; y++) {
+    for (let x = x0; x < x1; x++) {
       const i = y * w + x;
       if (!mask[i]) continue;
       const edge = x === 0 || y === 0 || x === w - 1 || y === h - 1 || !mask[i - 1] || !mask[i + 1] || !mask[i - w] || !mask[i + w];
       const a = edge ? edgeAlpha : fillAlpha;
       if (!a) continue;
-      const o = i * 4, prev = d[o + 3] / 255, na = a + prev * (1 - a);
+      const o = ((y - y0) * bw + (x - x0)) * 4, prev = d[o + 3] / 255, na = a + prev * (1 - a);
       for (let c = 0; c < 3; c++) d[o + c] = Math.round((rgb[c] * a + d[o + c] * prev * (1 - a)) / (na || 1));
       d[o + 3] = Math.round(na * 255);
     }
   }
-  ctx.putImageData(img, 0, 0);
+  ctx.putImageData(img, x0, y0);
 }
 
-// ---------------------------------------------------------------- search
-async function checkReady() {
-  const badge = $("ready");
-  try {
-    const r = await fetch("/readyz"); const d = await r.json();
-    badge.textContent = d.ready ? `${d.index.regions} regions · ${d.index.images_indexed} images` : "not ready";
-    badge.className = "badge " + (d.ready ? "ok" : "bad");
-  } catch (e) { badge.textContent = "offline"; badge.className = "badge bad"; }
+// masks are blended pixel by pixel (getImageData), so the canvases are read often
+const context2d = (canvas) => canvas.getContext("2d", { willReadFrequently: true });
+const maskOf = (r) => r._mask || (r._mask = decodeRLE(r.mask));
+
+// ---------------------------------------------------------------- URL <-> view
+function posInt(s) { const n = Number(s); return Number.isInteger(n) && n > 0 ? n : null; }
+
+function readURL() {
+  const p = new URLSearchParams(location.search), v = defaultView();
+  v.q = (p.get("q") || "").trim();
+  v.like = posInt(p.get("like"));
+  const qimg = p.get("qimg");
+  v.qimg = qimg && /^[0-9a-f]{1,32}$/.test(qimg) ? qimg : null;
+  v.prefix = p.get("prefix") || "";
+  v.area = p.get("area") || "";
+  v.score = p.get("score") || "";
+  v.one = p.get("one") === "1";
+  const k = posInt(p.get("k"));
+  v.k = k && k <= BROWSE_PAGE_MAX ? k : 24;
+  v.n = Math.max(v.k, posInt(p.get("n")) || v.k);
+  v.image = posInt(p.get("image"));
+  v.sel = posInt(p.get("sel"));
+  return v;
 }
 
-async function runSearch(ev) {
-  if (ev) ev.preventDefault();
-  const text = $("q").value.trim();
-  if (!text) return;
-  const status = $("status");
-  status.className = "status"; status.textContent = "Searching…";
-  const body = { text, k: parseInt($("k").value, 10), filters: {} };
-  if ($("per-image").checked) body.filters.per_image = 1;
+function toURL(v) {
+  const p = new URLSearchParams();
+  if (v.q) p.set("q", v.q);
+  if (v.like) p.set("like", v.like);
+  if (v.qimg) p.set("qimg", v.qimg);
+  if (v.prefix) p.set("prefix", v.prefix);
+  if (v.area !== "") p.set("area", v.area);
+  if (v.score !== "") p.set("score", v.score);
+  if (v.one) p.set("one", "1");
+  if (v.k !== 24) p.set("k", v.k);
+  if (v.n > v.k) p.set("n", v.n);
+  if (v.image) p.set("image", v.image);
+  if (v.sel) p.set("sel", v.sel);
+  const s = p.toString();
+  return location.pathname + (s ? `?${s}` : "");
+}
+
+// a user action: the new view goes into the history (``push``) or replaces the entry, then shows
+function go(changes, push = true) {
+  const next = { ...view, ...changes };
+  const url = toURL(next);
+  if (url !== location.pathname + location.search) history[push ? "pushState" : "replaceState"](null, "", url);
+  show(next);
+}
+
+const resultsKey = (v) => JSON.stringify([mode(v), v.q, v.like, v.qimg, v.prefix, v.area, v.score, v.one, v.k]);
+
+function show(next) {
+  const prevSel = view.sel;
+  Object.assign(view, next);
+  syncControls();
+  if (resultsKey(view) !== run.key || view.n < run.count) loadResults(false);
+  else if (view.n > run.count && !run.exhausted && !run.loading) loadResults(true);
+  if (view.image !== state.openId) { if (view.image) openImage(view.image); else closeViewer(); }
+  else if (view.sel !== prevSel) selectRegion(view.sel);
+}
+
+function syncControls() {
+  const m = mode(view);
+  $("q").value = view.q;
+  $("f-prefix").value = view.prefix; $("f-area").value = view.area; $("f-score").value = view.score;
+  $("per-image").checked = view.one;
+  if (![...$("k").options].some((o) => Number(o.value) === view.k)) {  // a page size from a link
+    const o = document.createElement("option"); o.textContent = String(view.k); $("k").append(o);
+  }
+  $("k").value = String(view.k);
+  const filtered = view.prefix || view.area !== "" || view.score !== "" || view.one;
+  $("f-clear").hidden = !filtered;
+  document.querySelectorAll(".search-only").forEach((el) => el.classList.toggle("inactive", m === "browse"));
+  $("filter-note").textContent = m === "browse" && (view.area !== "" || view.score !== "" || view.one)
+    ? "min area, min score and one per image apply to region searches" : "";
+  $("browse-btn").classList.toggle("active", m === "browse");
+  const titles = { browse: "browse", text: `“${view.q}”`, similar: `like region ${view.like}`, image: "image search" };
+  document.title = `${titles[m]} · regionsearch`;
+}
+
+function filtersFromControls() {
+  return { prefix: $("f-prefix").value, area: $("f-area").value.trim(), score: $("f-score").value.trim(),
+    one: $("per-image").checked, k: parseInt($("k").value, 10) };
+}
+
+// the API's filters from the view; a message instead when a value is out of range
+function apiFilters() {
+  const f = {};
+  if (view.area !== "") {
+    const a = Number(view.area);
+    if (!Number.isFinite(a) || a < 0 || a > 100) return { error: "Min area is a share of the image: a number from 0 to 100 (%)." };
+    if (a > 0) f.min_area = a / 100;
+  }
+  if (view.score !== "") {
+    const s = Number(view.score);
+    if (!Number.isFinite(s) || s < -1 || s > 1) return { error: "Min score is a similarity: a number from -1 to 1." };
+    f.min_score = s;
+  }
+  if (view.prefix) f.path_prefix = view.prefix;
+  if (view.one) f.per_image = 1;
+  return { filters: f };
+}
+
+// ---------------------------------------------------------------- results (browse and searches)
+function setStatus(text, error = false) {
+  const st = $("status");
+  st.className = error ? "status error" : "status"; st.textContent = text;
+}
+
+function showEmpty(text) { const e = $("empty"); e.textContent = text; e.hidden = !text; }
+
+async function loadResults(append) {
+  const token = ++run.token, m = mode(view);
+  if (!append) {
+    Object.assign(run, { key: resultsKey(view), count: 0, total: null, cursor: null, exhausted: false, shown: new Set(), top: 1 });
+    $("results").replaceChildren();
+  }
+  showEmpty(""); $("more").hidden = true; run.loading = true; $("results-pane").dataset.state = "loading";
+  if (!append) renderQueryCard(m);
+  const f = apiFilters();
+  if (f.error) { run.loading = false; run.exhausted = true; setStatus(f.error, true); $("results-pane").dataset.state = "error"; return; }
+  setStatus(m === "browse" ? "Loading images…" : "Searching…");
   const t0 = performance.now();
   try {
-    const data = await api("POST", "/v1/search", body);
-    renderHits(data.hits);
-    status.textContent = `${data.hits.length} region${data.hits.length === 1 ? "" : "s"} for “${data.query}” in ${Math.round(performance.now() - t0)} ms`;
+    if (m === "browse") await loadImages(token);
+    else await loadHits(token, m, f.filters);
+    if (token !== run.token) return;
+    run.loading = false;
+    summarise(m, Math.round(performance.now() - t0));
+    $("results-pane").dataset.state = "done";
   } catch (e) {
-    status.className = "status error"; status.textContent = e.message; $("results").replaceChildren();
+    if (token !== run.token) return;
+    run.loading = false; run.exhausted = true;
+    setStatus(e.message, true);
+    $("results-pane").dataset.state = "error";
   }
 }
 
-function renderHits(hits) {
-  const grid = $("results");
-  grid.replaceChildren();
-  const top = hits.length ? Math.max(...hits.map((h) => h.score)) : 1;
-  hits.forEach((h, rank) => {
-    const card = document.createElement("div");
-    card.className = "hit"; card.dataset.regionId = h.region_id; card.dataset.imageId = h.image_id;
-    card.title = `${h.image_path}\nregion ${h.region_id} · ${h.kind} · area ${h.area}`;
-    const img = document.createElement("img");
-    img.loading = "lazy"; img.alt = `region ${h.region_id}`;
-    img.src = `/v1/regions/${h.region_id}/crop.png?size=256`;
-    const bar = document.createElement("div");
-    bar.className = "bar"; bar.style.width = `${Math.max(4, 100 * Math.max(0, h.score) / (top || 1))}%`;
-    const meta = document.createElement("div");
-    meta.className = "meta";
-    meta.innerHTML = `<span class="score"></span><span class="kind"></span>`;
-    meta.children[0].textContent = `#${rank + 1} · ${h.score.toFixed(3)}`;
-    meta.children[1].textContent = h.kind === "whole" ? "whole image" : `region ${h.region_id}`;
-    if (h.relation) {
-      const rel = h.relation, what = rel.scene ? "the scene" : `region ${rel.object.region_id}`;
-      meta.children[1].textContent = `${rel.predicate.replace("_", " ")} ${what}`;
-      card.title += `\n${rel.predicate} ${what} (object score ${rel.object.score.toFixed(3)})`;
-      card.classList.add("relational");
+async function loadImages(token) {
+  while (run.count < view.n && !run.exhausted) {
+    const p = new URLSearchParams({ limit: Math.min(view.n - run.count, BROWSE_PAGE_MAX) });
+    if (run.cursor) p.set("before", run.cursor);
+    if (view.prefix) p.set("path_prefix", view.prefix);
+    const d = await api("GET", `/v1/images?${p}`);
+    if (token !== run.token) return;
+    d.images.forEach((im) => $("results").append(imageTile(im)));
+    run.count += d.images.length; run.total = d.total;
+    run.cursor = d.next_before; run.exhausted = d.next_before === null;
+  }
+}
+
+async function loadHits(token, m, filters) {
+  const want = Math.min(view.n, limits.max_k || Infinity);
+  const data = await fetchHits(m, want, filters);
+  if (token !== run.token) return;
+  if (!run.count && data.hits.length) run.top = Math.max(...data.hits.map((h) => h.score)) || 1;
+  const fresh = data.hits.filter((h) => !run.shown.has(h.region_id));
+  fresh.forEach((h, i) => { run.shown.add(h.region_id); $("results").append(hitCard(h, run.count + i)); });
+  run.count += fresh.length;
+  run.exhausted = data.hits.length < want || want >= (limits.max_k || Infinity);
+}
+
+function fetchHits(m, k, filters) {
+  if (m === "text") return api("POST", "/v1/search", { text: view.q, k, filters });
+  if (m === "similar") {
+    const p = new URLSearchParams({ k });
+    Object.entries(filters).forEach(([name, value]) => p.set(name, value));
+    return api("GET", `/v1/regions/${view.like}/similar?${p}`);
+  }
+  const qi = queryImage(view.qimg);
+  if (!qi) {
+    return Promise.reject(new Error("The query image of this link is not in this browser any more: "
+      + "pick, paste or drop an image to search again."));
+  }
+  const form = new FormData();
+  form.append("file", qi.blob, qi.name);
+  form.append("k", String(k));
+  Object.entries(filters).forEach(([name, value]) => form.append(name, String(value)));
+  return api("POST", "/v1/search/image", form);
+}
+
+function filterWords() {
+  const parts = [];
+  if (view.prefix) parts.push(`path starts with “${view.prefix}”`);
+  if (view.area !== "" && Number(view.area) > 0) parts.push(`area ≥ ${view.area}%`);
+  if (view.score !== "") parts.push(`score ≥ ${view.score}`);
+  if (view.one) parts.push("one per image");
+  return parts.join(", ");
+}
+
+function summarise(m, ms) {
+  const n = run.count, filters = filterWords();
+  if (m === "browse") {
+    if (!n) {
+      showEmpty(view.prefix ? `No indexed image has a path starting with “${view.prefix}”. Check the prefix (it is case-sensitive) or clear the filters.`
+        : "No images are indexed yet. Index a folder with “regionsearch index PATH”, then reload this page.");
+      setStatus(view.prefix ? "0 images" : "Empty data directory");
+    } else {
+      setStatus(`Newest first · ${n} of ${plural(run.total, "image")}${view.prefix ? ` under “${view.prefix}”` : ""} · click one to see its regions`);
     }
-    card.append(img, bar, meta);
-    card.addEventListener("click", () => {
-      document.querySelectorAll(".hit.active").forEach((c) => c.classList.remove("active"));
-      card.classList.add("active");
-      openImage(h.image_id, h.region_id, h.relation);
-    });
-    grid.append(card);
+  } else {
+    const what = { text: `for “${view.q}”`, similar: `like region ${view.like}`, image: "like the query image" }[m];
+    if (!n) showEmpty(`No region ${what.replace(/^for /, "matches ")}${filters ? ` with these filters (${filters}). Loosen or clear them.` : "."}`);
+    const capped = run.exhausted && run.count >= limits.max_k ? ` · the service returns at most ${limits.max_k}` : "";
+    setStatus(`${plural(n, "region")} ${what} in ${ms} ms${filters ? ` · ${filters}` : ""}${capped}`);
+  }
+  $("more").hidden = run.exhausted || !n;
+  $("more").disabled = false;
+  $("more").textContent = `Load ${view.k} more`;
+}
+
+function imageTile(im) {
+  const card = document.createElement("div");
+  card.className = "tile"; card.dataset.imageId = im.image_id; card.tabIndex = 0;
+  card.title = `${im.path}\n${im.width}×${im.height} · ${plural(im.regions, "region")}`;
+  const img = document.createElement("img");
+  img.loading = "lazy"; img.alt = baseName(im.path);
+  img.src = `/v1/images/${im.image_id}/thumb.jpg?size=256`;
+  const meta = document.createElement("div");
+  meta.className = "meta";
+  const name = document.createElement("span"), count = document.createElement("span");
+  name.className = "name"; name.textContent = baseName(im.path);
+  count.className = "kind"; count.textContent = plural(im.regions, "region");
+  meta.append(name, count);
+  card.append(img, meta);
+  const open = () => { pendingRelation = null; go({ image: im.image_id, sel: null }); };
+  card.addEventListener("click", open);
+  card.addEventListener("keydown", (ev) => { if (ev.key === "Enter") open(); });
+  if (view.image === im.image_id) card.classList.add("active");
+  return card;
+}
+
+function hitCard(h, rank) {
+  const card = document.createElement("div");
+  card.className = "hit"; card.dataset.regionId = h.region_id; card.dataset.imageId = h.image_id;
+  card.title = `${h.image_path}\nregion ${h.region_id} · ${h.kind} · area ${h.area}`;
+  const img = document.createElement("img");
+  img.loading = "lazy"; img.alt = `region ${h.region_id}`;
+  img.src = `/v1/regions/${h.region_id}/crop.png?size=256`;
+  const bar = document.createElement("div");
+  bar.className = "bar"; bar.style.width = `${Math.max(4, 100 * Math.max(0, h.score) / (run.top || 1))}%`;
+  const meta = document.createElement("div");
+  meta.className = "meta";
+  meta.innerHTML = `<span class="score"></span><span class="kind"></span>`;
+  meta.children[0].textContent = `#${rank + 1} · ${h.score.toFixed(3)}`;
+  meta.children[1].textContent = h.kind === "whole" ? "whole image" : `region ${h.region_id}`;
+  if (h.relation) {
+    const rel = h.relation, what = rel.scene ? "the scene" : `region ${rel.object.region_id}`;
+    meta.children[1].textContent = `${rel.predicate.replace("_", " ")} ${what}`;
+    card.title += `\n${rel.predicate} ${what} (object score ${rel.object.score.toFixed(3)})`;
+    card.classList.add("relational");
+  }
+  card.append(img, bar, meta, likeButton(h.region_id, "link"));
+  card.addEventListener("click", () => { pendingRelation = h.relation || null; go({ image: h.image_id, sel: h.region_id }); });
+  if (view.sel === h.region_id) card.classList.add("active");
+  return card;
+}
+
+function likeButton(regionId, cls) {
+  const b = document.createElement("button");
+  b.type = "button"; b.className = `like ${cls}`; b.textContent = "More like this";
+  b.title = `regions similar to region ${regionId}`;
+  b.addEventListener("click", (ev) => { ev.stopPropagation(); moreLike(regionId); });
+  return b;
+}
+
+function moreLike(regionId) {
+  go({ like: regionId, q: "", qimg: null, n: view.k });
+  window.scrollTo({ top: 0 });
+}
+
+function markActiveCards() {
+  document.querySelectorAll(".hit, .tile").forEach((c) => {
+    const on = c.classList.contains("hit") ? Number(c.dataset.regionId) === view.sel && Number(c.dataset.imageId) === view.image
+      : Number(c.dataset.imageId) === view.image;
+    c.classList.toggle("active", on);
+  });
+}
+
+// the query shown above image and similar-region results
+async function renderQueryCard(m) {
+  const card = $("query-card"), img = $("query-img");
+  if (m !== "similar" && m !== "image") { card.hidden = true; return; }
+  card.hidden = false;
+  if (m === "image") {
+    const qi = queryImage(view.qimg);
+    img.hidden = !qi; if (qi) img.src = qi.url;
+    $("query-title").textContent = "Regions like this image";
+    $("query-sub").textContent = qi ? qi.name : "the image is not available in this browser";
+    return;
+  }
+  const like = view.like;
+  $("query-title").textContent = `Regions like region ${like}`;
+  $("query-sub").textContent = ""; img.hidden = true;
+  try {
+    const r = await api("GET", `/v1/regions/${like}`);
+    if (view.like !== like) return;
+    img.src = `/v1/regions/${like}/crop.png?size=128`; img.hidden = false;
+    const sub = $("query-sub"), a = document.createElement("a");
+    a.href = "#"; a.textContent = "open its image";
+    a.addEventListener("click", (ev) => { ev.preventDefault(); pendingRelation = null; go({ image: r.image_id, sel: like }); });
+    sub.replaceChildren(`${r.kind === "whole" ? "whole image" : plural(r.area, "pixel")} of ${baseName(r.image_path)} · `, a);
+  } catch (e) { $("query-sub").textContent = e.message; }
+}
+
+// ---------------------------------------------------------------- search by image
+function fnvHex(bytes, seed) {
+  let h = seed >>> 0;
+  for (let i = 0; i < bytes.length; i++) { h ^= bytes[i]; h = Math.imul(h, 16777619) >>> 0; }
+  return h.toString(16).padStart(8, "0");
+}
+
+async function searchByImage(file) {
+  if (!file || !/^image\//.test(file.type)) { setStatus("That is not an image: pick, paste or drop a PNG, JPEG, WebP or GIF file.", true); return; }
+  if (limits.max_upload_bytes && file.size > limits.max_upload_bytes) {
+    setStatus(`The image is ${(file.size / 1e6).toFixed(1)} MB; this server takes at most ${(limits.max_upload_bytes / 1e6).toFixed(1)} MB.`, true);
+    return;
+  }
+  const bytes = new Uint8Array(await file.arrayBuffer());
+  const key = fnvHex(bytes, 2166136261) + fnvHex(bytes, 33554467) + (bytes.length % 4096).toString(16);
+  const name = file.name || "pasted image";
+  if (!queryImages.has(key)) queryImages.set(key, { blob: file, name, url: URL.createObjectURL(file) });
+  rememberQueryImage(key, name, file.type, bytes);
+  go({ qimg: key, q: "", like: null, n: view.k });
+}
+
+// keep the last few query images in sessionStorage so reload and back/forward find them
+function rememberQueryImage(key, name, type, bytes) {
+  try {
+    if (bytes.length > 3e6) return;
+    let bin = "";
+    for (let i = 0; i < bytes.length; i += 0x8000) bin += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+    const keys = JSON.parse(sessionStorage.getItem("rs-qimg-keys") || "[]").filter((k) => k !== key);
+    keys.push(key);
+    while (keys.length > 3) sessionStorage.removeItem(`rs-qimg:${keys.shift()}`);
+    sessionStorage.setItem(`rs-qimg:${key}`, JSON.stringify({ name, type, data: btoa(bin) }));
+    sessionStorage.setItem("rs-qimg-keys", JSON.stringify(keys));
+  } catch (e) { /* storage full or disabled: the image stays in memory for this page only */ }
+}
+
+function queryImage(key) {
+  if (!key) return null;
+  if (queryImages.has(key)) return queryImages.get(key);
+  try {
+    const saved = JSON.parse(sessionStorage.getItem(`rs-qimg:${key}`) || "null");
+    if (!saved) return null;
+    const bin = atob(saved.data), bytes = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+    const blob = new Blob([bytes], { type: saved.type });
+    const qi = { blob, name: saved.name, url: URL.createObjectURL(blob) };
+    queryImages.set(key, qi);
+    return qi;
+  } catch (e) { return null; }
+}
+
+function setupImageInput() {
+  $("image-btn").addEventListener("click", () => $("file").click());
+  $("file").addEventListener("change", () => { const f = $("file").files[0]; $("file").value = ""; if (f) searchByImage(f); });
+  document.addEventListener("paste", (ev) => {
+    const items = ev.clipboardData ? [...ev.clipboardData.items] : [];
+    const item = items.find((i) => i.kind === "file" && /^image\//.test(i.type));
+    if (!item) return;  // text goes where it was pasted
+    ev.preventDefault();
+    searchByImage(item.getAsFile());
+  });
+  const hasFiles = (ev) => ev.dataTransfer && [...ev.dataTransfer.types].includes("Files");
+  let depth = 0;
+  window.addEventListener("dragenter", (ev) => { if (hasFiles(ev)) { ev.preventDefault(); depth++; $("drop").hidden = false; } });
+  window.addEventListener("dragover", (ev) => { if (hasFiles(ev)) ev.preventDefault(); });
+  window.addEventListener("dragleave", (ev) => { if (hasFiles(ev) && --depth <= 0) { depth = 0; $("drop").hidden = true; } });
+  window.addEventListener("drop", (ev) => {
+    if (!hasFiles(ev)) return;
+    ev.preventDefault(); depth = 0; $("drop").hidden = true;
+    const file = [...ev.dataTransfer.files].find((f) => /^image\//.test(f.type));
+    if (file) searchByImage(file);
+    else setStatus("Drop an image file (PNG, JPEG, WebP or GIF) to search by it.", true);
   });
 }
 
 // ---------------------------------------------------------------- viewer
-async function openImage(imageId, regionId, relation) {
-  const info = await api("GET", `/v1/images/${imageId}`);
-  state.image = info; state.scene = null; state.relation = relation || null;
-  $("scene-panel").hidden = true; $("scene-btn").classList.remove("active"); state.points = []; state.labels = []; state.box = null; state.candidates = []; state.selected = 0;
-  $("viewer").hidden = false;
-  $("viewer-title").textContent = `Image ${imageId}`;
-  const name = info.path.split("/").pop();
-  $("viewer-sub").textContent = `${name} · ${info.width}×${info.height} · ${info.regions.length} regions`;
+async function openImage(imageId) {
+  const token = ++viewerToken, relation = pendingRelation;
+  pendingRelation = null;
+  Object.assign(state, { openId: imageId, image: null, scene: null, relation: relation || null, points: [], labels: [], box: null, candidates: [], selected: 0 });
+  $("scene-panel").hidden = true; $("scene-btn").classList.remove("active");
+  $("viewer").hidden = false; $("viewer").dataset.state = "loading";
+  $("viewer-title").textContent = `Image ${imageId}`; $("viewer-sub").textContent = "loading…";
+  $("region-list").replaceChildren(); $("regions-head").textContent = "Regions"; renderCandidates();
+  markActiveCards();
+  let info;
+  try { info = await api("GET", `/v1/images/${imageId}`); } catch (e) {
+    if (token !== viewerToken) return;
+    $("viewer-sub").textContent = ""; $("viewer-img").removeAttribute("src");
+    $("seg-status").className = "status small error"; $("seg-status").textContent = e.message;
+    $("viewer").dataset.state = "error";
+    return;
+  }
+  if (token !== viewerToken) return;
   const img = $("viewer-img");
   await new Promise((resolve) => { img.onload = resolve; img.onerror = resolve; img.src = `/v1/images/${imageId}/file`; });
-  for (const id of ["regions-canvas", "mask-canvas", "prompt-canvas"]) { const c = $(id); c.width = info.width; c.height = info.height; }
+  if (token !== viewerToken) return;
+  assignColours(info, img);
+  state.image = info;
+  $("viewer-title").textContent = baseName(info.path);
+  $("viewer-title").title = info.path;
+  const masks = info.regions.filter((r) => r.kind !== "whole").length;
+  $("viewer-sub").textContent = `image ${imageId} · ${info.width}×${info.height} · ${plural(masks, "region")}`;
+  for (const id of ["regions-canvas", "highlight-canvas", "mask-canvas", "prompt-canvas"]) { const c = $(id); c.width = info.width; c.height = info.height; }
   fitImage();
-  drawRegions(regionId);
+  drawRegions(); renderRegionList(); selectRegion(view.sel);
   drawMasks(); drawPrompts(); renderCandidates();
+  $("seg-status").className = "status small";
   $("seg-status").textContent = "Click the image to segment with SAM 2.1.";
+  $("viewer").dataset.state = "done";
+}
+
+function closeViewer() {
+  viewerToken++;
+  state.openId = null; state.image = null; state.scene = null;
+  $("viewer").hidden = true;
+  markActiveCards();
 }
 
 // scale the image (up or down) to the space available; the canvases follow the <img> box
 function fitImage() {
   if (!state.image) return;
   const wrap = document.querySelector(".stage-wrap"), img = $("viewer-img");
-  const availW = wrap.clientWidth - 12, availH = Math.max(240, window.innerHeight * 0.68);
+  const availW = wrap.clientWidth - 12, availH = Math.max(240, window.innerHeight * 0.5);
   const scale = Math.min(availW / state.image.width, availH / state.image.height);
   img.style.width = `${Math.floor(state.image.width * scale)}px`;
   img.style.height = `${Math.floor(state.image.height * scale)}px`;
 }
 window.addEventListener("resize", fitImage);
 
-function drawRegions(highlight) {
-  const c = $("regions-canvas"), ctx = c.getContext("2d");
+const regionColour = (r) => r._rgb || PALETTE[state.image.regions.indexOf(r) % PALETTE.length];
+
+// each region's colour contrasts with the region's own mean colour (a red object is not painted
+// red): one of the three palette colours farthest from it, in turn so neighbours differ
+function assignColours(info, img) {
+  let data = null;
+  try {
+    const c = document.createElement("canvas");
+    c.width = info.width; c.height = info.height;
+    const ctx = context2d(c);
+    ctx.drawImage(img, 0, 0, info.width, info.height);
+    data = ctx.getImageData(0, 0, info.width, info.height).data;
+  } catch (e) { data = null; }
+  const dist = (a, b) => 2 * (a[0] - b[0]) ** 2 + 4 * (a[1] - b[1]) ** 2 + 3 * (a[2] - b[2]) ** 2;
+  info.regions.forEach((r, i) => {
+    const mean = data && r.kind !== "whole" ? meanColour(r, data, info.width, info.height) : null;
+    r._rgb = mean ? [...PALETTE].sort((a, b) => dist(b, mean) - dist(a, mean))[i % 3] : PALETTE[i % PALETTE.length];
+  });
+}
+
+function meanColour(r, data, w, h) {
+  const m = maskOf(r), [bx, by, bw, bh] = r.bbox, step = Math.max(1, Math.floor(Math.sqrt(bw * bh / 4000)));
+  const sum = [0, 0, 0];
+  let n = 0;
+  for (let y = Math.max(0, Math.floor(by)); y < Math.min(h, by + bh); y += step) {
+    for (let x = Math.max(0, Math.floor(bx)); x < Math.min(w, bx + bw); x += step) {
+      const j = y * w + x;
+      if (!m[j]) continue;
+      sum[0] += data[4 * j]; sum[1] += data[4 * j + 1]; sum[2] += data[4 * j + 2]; n++;
+    }
+  }
+  return n ? sum.map((v) => v / n) : null;
+}
+
+function drawRegions() {
+  const c = $("regions-canvas"), ctx = context2d(c);
   ctx.clearRect(0, 0, c.width, c.height);
   if (!state.image) return;
   if (state.scene) { drawScene(ctx, c); return; }
   if (!$("show-regions").checked) return;
-  state.image.regions.forEach((r, i) => {
-    if (r.kind === "whole") return;
-    const hl = r.region_id === highlight;
-    paintMask(ctx, decodeRLE(r.mask), c.width, c.height, PALETTE[i % PALETTE.length], hl ? 0.35 : 0.12, hl ? 1 : 0.85);
-  });
-  state.image.regions.forEach((r, i) => {
-    if (r.kind === "whole") return;
-    const [x, y, w, h] = r.bbox, rgb = PALETTE[i % PALETTE.length];
-    ctx.strokeStyle = `rgba(${rgb[0]},${rgb[1]},${rgb[2]},0.9)`; ctx.lineWidth = Math.max(1, c.width / 400);
-    if (r.region_id === highlight) { ctx.lineWidth *= 2.5; ctx.strokeRect(x, y, w, h); }
+  state.image.regions.forEach((r) => {
+    if (r.kind !== "whole") paintMask(ctx, maskOf(r), c.width, c.height, regionColour(r), 0.12, 0.85, r.bbox);
   });
   const rel = state.relation;
   if (rel && !rel.scene) {  // the object of a relational hit: dashed box with the predicate
@@ -176,12 +581,71 @@ function drawRegions(highlight) {
   }
 }
 
+// the selected (or hovered) region: stronger fill, its box and its name
+function drawHighlight() {
+  const c = $("highlight-canvas"), ctx = context2d(c);
+  ctx.clearRect(0, 0, c.width, c.height);
+  if (!state.image) return;
+  const id = hoverRegion || view.sel, r = state.image.regions.find((x) => x.region_id === id);
+  if (!r) return;
+  const rgb = regionColour(r), [x, y, w, h] = r.bbox;
+  if (r.kind !== "whole") paintMask(ctx, maskOf(r), c.width, c.height, rgb, 0.4, 1, r.bbox);
+  ctx.strokeStyle = `rgb(${rgb[0]},${rgb[1]},${rgb[2]})`; ctx.lineWidth = Math.max(2, c.width / 160);
+  ctx.strokeRect(x, y, w, h);
+  label(ctx, c, r.kind === "whole" ? "whole image" : `region ${r.region_id}`, x, y, rgb);
+}
+
 function label(ctx, c, text, x, y, rgb) {
   const size = Math.max(11, Math.round(c.width / 45));
   ctx.font = `600 ${size}px system-ui, sans-serif`;
-  const tw = ctx.measureText(text).width, ty = Math.max(0, y - size - 4);
-  ctx.fillStyle = "rgba(0,0,0,0.7)"; ctx.fillRect(x, ty, tw + 8, size + 4);
-  ctx.fillStyle = `rgb(${rgb[0]},${rgb[1]},${rgb[2]})`; ctx.fillText(text, x + 4, ty + size);
+  const tw = ctx.measureText(text).width, ty = y - size - 4 >= 0 ? y - size - 4 : Math.min(c.height - size - 4, y + 2);
+  const tx = Math.max(0, Math.min(x, c.width - tw - 8));
+  ctx.fillStyle = "rgba(0,0,0,0.72)"; ctx.fillRect(tx, ty, tw + 8, size + 4);
+  ctx.fillStyle = `rgb(${rgb[0]},${rgb[1]},${rgb[2]})`; ctx.fillText(text, tx + 4, ty + size);
+}
+
+function renderRegionList() {
+  const list = $("region-list");
+  list.replaceChildren();
+  const regions = [...state.image.regions].sort((a, b) => (a.kind === "whole") - (b.kind === "whole") || b.area - a.area);
+  const total = (state.image.width * state.image.height) || 1;
+  const masks = regions.filter((r) => r.kind !== "whole").length;
+  $("regions-head").textContent = `${plural(masks, "region")}, largest first${masks < regions.length ? ", then the whole image" : ""}`;
+  if (!regions.length) { const li = document.createElement("li"); li.className = "none"; li.textContent = "No regions were found in this image."; list.append(li); }
+  regions.forEach((r) => {
+    const li = document.createElement("li"), rgb = regionColour(r);
+    li.dataset.regionId = r.region_id; li.tabIndex = 0;
+    const sw = document.createElement("span");
+    sw.className = "swatch"; sw.style.background = `rgb(${rgb[0]},${rgb[1]},${rgb[2]})`;
+    const img = document.createElement("img");
+    img.loading = "lazy"; img.alt = ""; img.src = `/v1/regions/${r.region_id}/crop.png?size=96`;
+    const text = document.createElement("div");
+    text.className = "what";
+    const name = document.createElement("strong"), sub = document.createElement("span");
+    name.textContent = r.kind === "whole" ? "whole image" : `region ${r.region_id}`;
+    sub.className = "muted";
+    sub.textContent = `${(100 * r.area / total).toFixed(r.area / total < 0.01 ? 2 : 1)}% of the image`
+      + (r.predicted_iou != null ? ` · IoU ${r.predicted_iou.toFixed(2)}` : "");
+    text.append(name, sub);
+    li.append(sw, img, text, likeButton(r.region_id, "small"));
+    li.addEventListener("mouseenter", () => { hoverRegion = r.region_id; drawHighlight(); });
+    li.addEventListener("mouseleave", () => { hoverRegion = null; drawHighlight(); });
+    const pick = () => go({ sel: view.sel === r.region_id ? null : r.region_id }, false);
+    li.addEventListener("click", pick);
+    li.addEventListener("keydown", (ev) => { if (ev.key === "Enter") pick(); });
+    list.append(li);
+  });
+}
+
+function selectRegion(id) {
+  drawHighlight();
+  markActiveCards();
+  const list = $("region-list");
+  list.querySelectorAll("li").forEach((li) => li.classList.toggle("active", Number(li.dataset.regionId) === id));
+  const li = list.querySelector("li.active");
+  if (li && (li.offsetTop < list.scrollTop || li.offsetTop + li.offsetHeight > list.scrollTop + list.clientHeight)) {
+    list.scrollTop = li.offsetTop - 8;
+  }
 }
 
 // ---------------------------------------------------------------- scene view
@@ -193,7 +657,7 @@ function objectNames(objects) {
 
 function drawScene(ctx, c) {
   const objs = state.scene.objects, names = objectNames(objs);
-  objs.forEach((o, i) => paintMask(ctx, decodeRLE(o.mask), c.width, c.height, PALETTE[i % PALETTE.length], 0.18, 1));
+  objs.forEach((o, i) => paintMask(ctx, decodeRLE(o.mask), c.width, c.height, PALETTE[i % PALETTE.length], 0.18, 1, o.bbox));
   objs.forEach((o, i) => label(ctx, c, names[i], o.bbox[0], o.bbox[1], PALETTE[i % PALETTE.length]));
 }
 
@@ -221,11 +685,12 @@ async function toggleScene() {
   } catch (e) { $("seg-status").textContent = e.message; }
 }
 
+// ---------------------------------------------------------------- SAM prompts
 function drawMasks() {
-  const c = $("mask-canvas"), ctx = c.getContext("2d");
+  const c = $("mask-canvas"), ctx = context2d(c);
   ctx.clearRect(0, 0, c.width, c.height);
   const cand = state.candidates[state.selected];
-  if (cand) paintMask(ctx, decodeRLE(cand.rle), c.width, c.height, [30, 144, 255], 0.5, 1);
+  if (cand) paintMask(ctx, decodeRLE(cand.rle), c.width, c.height, [30, 144, 255], 0.5, 1, cand.bbox);
 }
 
 function drawPrompts() {
@@ -257,6 +722,7 @@ function renderCandidates() {
 }
 
 async function segment() {
+  if (!state.image) return;
   if (state.busy) { state.pending = true; return; }
   if (!state.points.length && !state.box) { state.candidates = []; drawMasks(); renderCandidates(); return; }
   state.busy = true;
@@ -271,7 +737,7 @@ async function segment() {
     state.candidates = d.masks; state.selected = 0;
     drawMasks(); renderCandidates();
     st.className = "status small";
-    st.textContent = `${d.masks.length} candidate${d.masks.length === 1 ? "" : "s"} · image embedding ${d.cached ? "cached" : "computed"} · ${d.timings.total_ms.toFixed(0)} ms server`;
+    st.textContent = `${plural(d.masks.length, "candidate")} · image embedding ${d.cached ? "cached" : "computed"} · ${d.timings.total_ms.toFixed(0)} ms server`;
   } catch (e) {
     st.className = "status small error"; st.textContent = e.message;
   } finally {
@@ -314,12 +780,60 @@ function setupViewer() {
     drawPrompts(); drawMasks(); renderCandidates(); $("seg-status").textContent = "";
   });
   $("show-regions").addEventListener("change", () => drawRegions());
-  $("close-viewer").addEventListener("click", () => { $("viewer").hidden = true; });
+  $("close-viewer").addEventListener("click", () => go({ image: null, sel: null }));
   $("scene-btn").addEventListener("click", toggleScene);
+  document.addEventListener("keydown", (ev) => {
+    if (ev.key === "Escape" && view.image && !["INPUT", "SELECT", "TEXTAREA"].includes(document.activeElement.tagName)) go({ image: null, sel: null });
+  });
 }
 
-$("search-form").addEventListener("submit", runSearch);
-setupViewer();
-checkReady();
-const initial = new URLSearchParams(location.search).get("q");
-if (initial) { $("q").value = initial; runSearch(); }
+// ---------------------------------------------------------------- start
+function setupControls() {
+  $("search-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const text = $("q").value.trim();
+    go({ q: text, like: null, qimg: null, n: view.k });
+  });
+  const applyFilters = (ev) => {
+    if (ev) ev.preventDefault();
+    const f = filtersFromControls();
+    go({ ...f, n: f.k });
+  };
+  $("filters").addEventListener("submit", applyFilters);
+  $("filters").addEventListener("change", () => applyFilters());
+  $("f-clear").addEventListener("click", () => go({ prefix: "", area: "", score: "", one: false, n: view.k }));
+  $("browse-btn").addEventListener("click", () => go({ q: "", like: null, qimg: null, n: view.k }));
+  $("home").addEventListener("click", (ev) => { ev.preventDefault(); go(defaultView()); });
+  $("query-close").addEventListener("click", () => go({ q: "", like: null, qimg: null, n: view.k }));
+  $("more").addEventListener("click", () => { $("more").disabled = true; go({ n: view.n + view.k }, false); });
+  window.addEventListener("popstate", () => { pendingRelation = null; show(readURL()); });
+}
+
+async function checkReady() {
+  const badge = $("ready");
+  try {
+    const r = await fetch("/readyz"); const d = await r.json();
+    badge.textContent = d.ready ? `${d.index.regions} regions · ${d.index.images_indexed} images` : "not ready";
+    badge.className = "badge " + (d.ready ? "ok" : "bad");
+    if (d.limits) {
+      Object.assign(limits, d.limits);
+      if (limits.max_text_chars) $("q").maxLength = limits.max_text_chars;
+    }
+    return d.ready;
+  } catch (e) { badge.textContent = "offline"; badge.className = "badge bad"; return false; }
+}
+
+async function start() {
+  setupControls();
+  setupViewer();
+  setupImageInput();
+  let ready = await checkReady();
+  while (!ready) {
+    setStatus("The service is starting (loading models)…");
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    ready = await checkReady();
+  }
+  show(readURL());
+}
+
+start();

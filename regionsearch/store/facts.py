@@ -16,7 +16,7 @@ from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from ..types import ImageRecord, RegionRecord
-from .schema import image_paths, images, pipelines
+from .schema import image_paths, images, pipelines, regions
 
 
 _CHUNK = 10_000
@@ -25,6 +25,26 @@ _CHUNK = 10_000
 def _chunks(seq: Sequence[Any], n: int = _CHUNK) -> Iterator[Sequence[Any]]:
     for i in range(0, len(seq), n):
         yield seq[i:i + n]
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageSummary:
+    """One indexed image in a listing: its record, its number of mask regions (the whole-image
+    region not counted) and when it was indexed (UTC)."""
+
+    record: ImageRecord
+    regions: int
+    indexed_at: datetime | None
+
+
+@dataclasses.dataclass(frozen=True)
+class ImagePage:
+    """A page of :meth:`ImageFactsMixin.list_images`: newest first; ``next_before`` is the
+    cursor of the next page (None on the last one); ``total`` counts every match."""
+
+    images: list[ImageSummary]
+    next_before: int | None
+    total: int
 
 
 def _image_record(row: Any) -> ImageRecord:
@@ -118,6 +138,26 @@ class ImageFactsMixin:
             found += [p for p in more if matches(p)]
         return found
 
+    def list_images(self, limit: int, *, before: int | None = None, path_prefix: str | None = None) -> ImagePage:
+        """Indexed images, newest first (by id: a re-indexed image gets a new one), at most ``limit``
+        with an id below ``before`` (keyset paging: pass the previous page's ``next_before``).
+        ``path_prefix``: the image's first or any further path starts with it (case-sensitive)."""
+        where = [images.c.status == "indexed"]
+        if path_prefix:
+            where.append(_any_path_filter(path_prefix) if self._has_paths_table else and_(*_prefix_filter(path_prefix)))
+        page_where = where + ([images.c.id < int(before)] if before is not None else [])
+        with self.engine.connect() as conn:
+            total = int(conn.execute(select(func.count()).select_from(images).where(*where)).scalar_one())
+            rows = conn.execute(select(images).where(*page_where).order_by(images.c.id.desc())
+                                .limit(int(limit) + 1)).all()
+            more = len(rows) > limit
+            rows = rows[:limit]
+            ids = [int(r.id) for r in rows]
+            counts = dict(conn.execute(select(regions.c.image_id, func.count()).where(
+                regions.c.image_id.in_(ids), regions.c.kind == "mask").group_by(regions.c.image_id)).all()) if ids else {}
+        found = [ImageSummary(_image_record(r), int(counts.get(int(r.id), 0)), _utc(r.indexed_at)) for r in rows]
+        return ImagePage(found, ids[-1] if more else None, total)
+
     def record_pipeline(self, key: str, settings: dict[str, Any]) -> None:
         """Remember what ``key`` means (JSON ``settings``), once; later calls keep the first."""
         import json
@@ -157,6 +197,13 @@ class ImageFactsMixin:
         return {rid: (dataclasses.replace(r, image_path=alias[r.image_id]) if r.image_id in alias else r)
                 for rid, r in rows.items()}
 
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; they were written in UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value
 
 
 def _prefix_filter(prefix: str, column: Any = images.c.path) -> list[Any]:
