@@ -211,13 +211,15 @@ def search(
     min_score: Annotated[Optional[float], typer.Option("--min-score", help="Minimum similarity score.")] = None,
     save: Annotated[Optional[Path], typer.Option("--save", help="Write one overlay PNG per hit into this folder.")] = None,
     no_dedupe: Annotated[bool, typer.Option("--no-dedupe", help="Show near-duplicate regions too (by default a region of the same image as a better hit is dropped when their mask IoU is >= search.dedupe_iou, 0.8, or one mask lies >= search.dedupe_contain, 0.7, inside the other).")] = False,
+    media: Annotated[str, typer.Option("--media", help="image (regions of images), video (object tracks of videos: path, time range, frames) or all (both, ranked together).")] = "all",
     config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None, device: DeviceOpt = None,
 ) -> None:
-    """Search indexed regions by text; prints ranked hits (or the JSON hit schema with --json)."""
+    """Search indexed image regions and video object tracks by text; prints ranked hits (or the
+    JSON hit schema with --json: "kind" is "region" or "track")."""
     from .search import SearchFilters, check_k, check_text
 
     filters = SearchFilters(path_prefix=_abs_prefix(path_prefix), min_area=min_area, min_score=min_score,
-                            per_image=per_image, dedupe=not no_dedupe)
+                            per_image=per_image, dedupe=not no_dedupe, media=media)
     filters.validate()
     eng = _engine(config, data_dir, db, device, create=False, readonly=True)
     check_k(k, eng.config.search.max_k)
@@ -235,12 +237,66 @@ def search(
     from .imageio import display_path
 
     for rank, h in enumerate(hits, 1):
+        if h.track is not None:
+            typer.echo(_track_line(rank, h))
+            continue
         x, y, w, hh = h.bbox
         rel = h.relation
         why = "" if rel is None else (f"  {rel['predicate']} the whole image ({rel['object']['score']:.4f})" if rel.get("scene")
                                       else f"  {rel['predicate']} region {rel['object']['region_id']} ({rel['object']['score']:.4f})")
         typer.echo(f"{rank:3d}. {h.score:.4f}  {display_path(h.image_path)}  region {h.region_id} "
                    f"[{h.kind}] box x={x:.0f} y={y:.0f} w={w:.0f} h={hh:.0f} area={h.area}{why}")
+
+
+@app.command()
+def track(
+    track_id: Annotated[int, typer.Argument(help="A track's id: the region_id of a track hit of `search`.")],
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None,
+) -> None:
+    """One video object track: its video, time range and its mask at every sampled frame
+    (--json: {kind, region_id, video, t_start, t_end, frame_start, frame_end, best_frame, frames:
+    [{frame, t, bbox, mask}]}; frame counts the video's decoded frames from 0, t is seconds)."""
+    eng = _engine(config, data_dir, db, None, create=False, readonly=True)
+    with eng:
+        record, frames = eng.datadir.store.get_track(track_id)
+    doc = record.track_json(frames=frames)
+    if as_json:
+        typer.echo(json.dumps(doc, indent=2))
+        return
+    from .imageio import display_path
+
+    v = doc["video"]
+    typer.echo(f"track {track_id}: {display_path(v['path'])} (video {v['id']}, {v['fps']:.2f} fps, "
+               f"{v['duration_s'] if v['duration_s'] is not None else '?'} s)")
+    typer.echo(f"  {doc['t_start']:.2f}-{doc['t_end']:.2f} s, frames {doc['frame_start']}-{doc['frame_end']}, "
+               f"{len(frames)} stored frame(s); best frame {doc['best_frame']['frame']}")
+    for f in doc["frames"]:
+        x, y, w, h = f["bbox"]
+        typer.echo(f"  frame {f['frame']:6d}  t={f['t']:8.3f} s  box x={x:.0f} y={y:.0f} w={w:.0f} h={h:.0f}")
+
+
+def _track_frame(h: Any) -> Any:
+    """The best frame of a track hit (HWC uint8 RGB, upright), decoded lazily up to it."""
+    from .errors import InvalidVideoError
+    from .imageio import path_from_db
+    from .video.decode import sample_frames
+
+    for f in sample_frames(path_from_db(h.image_path), None):
+        if f.index == h.track.best_frame:
+            return f.image
+    raise InvalidVideoError(f"frame {h.track.best_frame} is no longer in {h.image_path}")
+
+
+def _track_line(rank: int, h: Any) -> str:
+    """One track hit as text: score, video path, time range, frames, best frame's box."""
+    from .imageio import display_path
+
+    tr = h.track
+    x, y, w, hh = h.bbox
+    return (f"{rank:3d}. {h.score:.4f}  {display_path(h.image_path)}  track {h.region_id} "
+            f"{tr.t_start:.2f}-{tr.t_end:.2f} s (frames {tr.frame_start}-{tr.frame_end}), best frame "
+            f"{tr.best_frame} at {tr.best_t:.2f} s: box x={x:.0f} y={y:.0f} w={w:.0f} h={hh:.0f}")
 
 
 def _abs_prefix(prefix: str | None) -> str | None:
@@ -256,7 +312,7 @@ def _save_overlays(hits: list[Any], folder: Path, text: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for rank, h in enumerate(hits, 1):
         try:
-            img = load_image(path_from_db(h.image_path)).array
+            img = _track_frame(h) if h.track is not None else load_image(path_from_db(h.image_path)).array
         except RegionSearchError as exc:
             typer.echo(f"  cannot render hit {rank}: {exc}", err=True)
             continue

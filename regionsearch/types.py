@@ -219,10 +219,12 @@ class RegionRecord:
             "image_height": self.image_height,
         }
 
-    def track_json(self, score: float | None = None) -> dict[str, Any]:
+    def track_json(self, score: float | None = None,
+                   frames: "list[TrackFrameRecord] | None" = None) -> dict[str, Any]:
         """A track: ``{"kind": "track", "region_id", ["score",] "video": {"id", "path", "fps",
         "duration_s"}, "t_start", "t_end", "frame_start", "frame_end", "best_frame": {"frame", "t",
-        "bbox", "mask"}}`` (the hit schema of ``search`` and the head of ``GET /v1/tracks/{id}``)."""
+        "bbox", "mask"}}`` (the hit schema of ``search``), plus ``"frames": [{"frame", "t", "bbox",
+        "mask"}, ...]`` when ``frames`` are given (``GET /v1/tracks/{id}``)."""
         tr = self.track
         if tr is None:
             raise ValueError(f"region {self.region_id} is not a track")
@@ -230,9 +232,11 @@ class RegionRecord:
         if score is not None:
             doc["score"] = float(score)
         best = TrackFrameRecord(tr.best_frame, tr.best_t, self.bbox, self.rle, self.area)
-        return doc | {"video": tr.video_json(), "t_start": float(tr.t_start), "t_end": float(tr.t_end),
-                      "frame_start": int(tr.frame_start), "frame_end": int(tr.frame_end),
-                      "best_frame": best.to_json()}
+        doc |= {"video": tr.video_json(), "t_start": float(tr.t_start), "t_end": float(tr.t_end),
+                "frame_start": int(tr.frame_start), "frame_end": int(tr.frame_end), "best_frame": best.to_json()}
+        if frames is not None:
+            doc["frames"] = [f.to_json() for f in frames]
+        return doc
 
 
 @dataclass(frozen=True)

@@ -94,7 +94,7 @@ function renderHits(hits) {
   hits.forEach((h, rank) => {
     const card = document.createElement("div");
     card.className = "hit"; card.dataset.regionId = h.region_id; card.dataset.imageId = h.image_id;
-    card.title = `${h.image_path}\nregion ${h.region_id} · ${h.kind} · area ${h.area}`;
+    card.title = `${h.image_path}\nregion ${h.region_id} · ${h.region_kind} · area ${h.area}`;
     const img = document.createElement("img");
     img.loading = "lazy"; img.alt = `region ${h.region_id}`;
     img.src = `/v1/regions/${h.region_id}/crop.png?size=256`;
@@ -104,7 +104,7 @@ function renderHits(hits) {
     meta.className = "meta";
     meta.innerHTML = `<span class="score"></span><span class="kind"></span>`;
     meta.children[0].textContent = `#${rank + 1} · ${h.score.toFixed(3)}`;
-    meta.children[1].textContent = h.kind === "whole" ? "whole image" : `region ${h.region_id}`;
+    meta.children[1].textContent = h.region_kind === "whole" ? "whole image" : `region ${h.region_id}`;
     if (h.relation) {
       const rel = h.relation, what = rel.scene ? "the scene" : `region ${rel.object.region_id}`;
       meta.children[1].textContent = `${rel.predicate.replace("_", " ")} ${what}`;
