@@ -278,14 +278,10 @@ def track(
 
 def _track_frame(h: Any) -> Any:
     """The best frame of a track hit (HWC uint8 RGB, upright), decoded lazily up to it."""
-    from .errors import InvalidVideoError
     from .imageio import path_from_db
-    from .video.decode import sample_frames
+    from .video.decode import read_frame
 
-    for f in sample_frames(path_from_db(h.image_path), None):
-        if f.index == h.track.best_frame:
-            return f.image
-    raise InvalidVideoError(f"frame {h.track.best_frame} is no longer in {h.image_path}")
+    return read_frame(path_from_db(h.image_path), h.track.best_frame)
 
 
 def _track_line(rank: int, h: Any) -> str:

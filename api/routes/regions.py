@@ -47,7 +47,7 @@ def region_crop(region_id: RegionId, state: State,
 
     dd = state.datadir()
     row = dd.store.get_region(region_id)
-    _, image = state.load_indexed_image(row.image_id)
+    _, image = state.load_indexed_image(row.image_id, frame=row.track.best_frame if row.track else None)
     h, w = image.shape[:2]
     mask = decode_rle(row.rle)
     if mask.shape != (h, w):

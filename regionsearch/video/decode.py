@@ -260,3 +260,15 @@ def sample_frames(path: str | os.PathLike[str], sample_fps: float | None = 2.0, 
         raise InvalidVideoError("no decodable video frames")
     if info.n_frames and index < 0.9 * info.n_frames:
         raise InvalidVideoError(f"truncated video (decoded {index} of the {info.n_frames} frames its header announces)")
+
+
+def read_frame(path: str | os.PathLike[str], index: int, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+               max_bytes: int = DEFAULT_MAX_BYTES) -> np.ndarray:
+    """Decoded frame number ``index`` (counted from 0, as in :class:`SampledFrame`) of a video,
+    ``HWC uint8 RGB`` upright; decodes lazily up to it. :class:`InvalidVideoError` when the
+    video has fewer frames (it changed since it was indexed) or is bad."""
+    for frame in sample_frames(path, None, max_pixels=max_pixels, max_bytes=max_bytes,
+                               max_frames=int(index) + 1):
+        if frame.index == index:
+            return frame.image
+    raise InvalidVideoError(f"the video has no frame {index} (it changed since it was indexed?)")
