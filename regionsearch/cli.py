@@ -130,7 +130,7 @@ def main_callback(
 
 @app.command()
 def index(
-    paths: Annotated[list[str], typer.Argument(help="Image files and/or folders (recursive).")],
+    paths: Annotated[list[str], typer.Argument(help="Image and video files and/or folders (recursive).")],
     config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None, device: DeviceOpt = None,
     preset: Annotated[Optional[str], typer.Option("--preset", help="AMG preset: fast, default, dense.")] = None,
     crop: Annotated[Optional[str], typer.Option("--crop", help="Crop strategy: box, mask, blur.")] = None,
@@ -152,6 +152,10 @@ def index(
                                                   "with, re-index those images too (else the run is refused).")] = False,
 ) -> None:
     """Segment every object in every image, embed each region, store it (idempotent, resumable).
+
+    Videos (.mp4, .mov, .mkv, .webm, .avi, ...; also recognised by their content) become object
+    tracks: frames sampled at video.sample_fps, automatic masks on keyframes, propagated between
+    them, one vector per track; `search` returns them beside image regions.
 
     On an existing data dir the models and settings it records are used (no --config needed);
     flags that change what the vectors mean are refused unless --reindex-changed. Re-running on
@@ -187,9 +191,10 @@ def _print_index_report(data: dict[str, Any], as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(data, indent=2))
         return
+    videos = f" ({data['tracks']} tracks of {data['videos']} videos)" if data.get("videos") else ""
     typer.echo(
         f"{data['files']} files: {data['indexed']} indexed, {data['unchanged']} unchanged, "
-        f"{data['moved']} moved, {data['failed']} failed; {data['regions']} regions in "
+        f"{data['moved']} moved, {data['failed']} failed; {data['regions']} regions{videos} in "
         f"{data['seconds']:.1f} s ({data['images_per_s']:.2f} images/s, {data['regions_per_s']:.1f} regions/s)"
     )
     st = data["stage_seconds"]

@@ -88,6 +88,16 @@ def test_video_without_tracks_and_failed_video(store):
     assert bw.region_ids.size == 0 and store.video_info(bw.image_ids[0])["fps"] == 30.0
     assert store.video_info(bw.failure_ids[0]) is None
     assert [(f.path, f.error) for f in store.failures()] == [("/v/bad.mp4", "not a video (unrecognised format)")]
+    # a video may show no object: that is not an image without regions (doctor's warning)
+    assert store.indexed_images_without_regions() == [] and store.tracks_without_frames() == []
+    with_tracks = store.write_batch([make_video("/v/t.mp4", 1)], dim=DIM)
+    from sqlalchemy import delete
+
+    from regionsearch.store.schema import track_frames
+
+    with store.engine.begin() as conn:
+        conn.execute(delete(track_frames))
+    assert store.tracks_without_frames() == with_tracks.region_ids.tolist()
 
 
 def test_upgrade_from_0002_keeps_data_and_adds_video_tables(db_url):
