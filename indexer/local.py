@@ -23,7 +23,7 @@ from regionsearch.imageio import decode_image, discover, path_to_db, read_file_b
 from regionsearch.pipeline import Pipeline, StageTimes
 from regionsearch.types import ImageResult, VideoResult
 
-from .videos import is_video, process_video, read_video
+from .videos import is_video, process_video, read_video, record_video_pipeline
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,9 @@ def run_local(paths: Sequence[str], config: Config, datadir: Any, pipeline: Pipe
             if status == "decoded":
                 status, item = _model_stage(path, item, key, pipeline, report.times)
             elif status == "video":
-                status, item = process_video(path, item, key, pipeline, report.times)
+                if not report.videos:
+                    record_video_pipeline(datadir, config, pipeline.settings())
+                status, item = process_video(path, item, pipeline, report.times)
             if status == "failed":
                 reason = item[1]
                 failures.append((path_to_db(path), item[0], reason))
@@ -177,7 +179,7 @@ def _read_stage(path: str, config: Config, key: str, datadir: Any, lock: threadi
     """Read + hash + look up + decode one file: ``("decoded", (sha, image, bytes, mtime))``, ``("done"|"moved",
     None)`` or ``("failed", (sha or None, reason))``."""
     if is_video(path, config):
-        return read_video(path, config, key, datadir, lock)
+        return read_video(path, config, datadir, lock)
     sha: str | None = None
     try:
         data = read_file_bytes(path, config.ingest.max_bytes)

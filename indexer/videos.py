@@ -21,6 +21,11 @@ from regionsearch.types import VideoResult
 log = logging.getLogger(__name__)
 
 
+def record_video_pipeline(datadir: Any, config: Config, settings: dict[str, Any]) -> None:
+    """Remember what the video pipeline key means (``info`` lists the settings of every key)."""
+    datadir.store.record_pipeline(config.video_pipeline_key(), settings | {"video": config.video_settings()})
+
+
 def is_video(path: str, config: Config) -> bool:
     """Index ``path`` as a video (container magic bytes, else a video extension)?"""
     from regionsearch.video.decode import is_video_file
@@ -28,11 +33,13 @@ def is_video(path: str, config: Config) -> bool:
     return is_video_file(path, config.video.extensions)
 
 
-def read_video(path: str, config: Config, key: str, datadir: Any, lock: Any) -> tuple[str, Any]:
+def read_video(path: str, config: Config, datadir: Any, lock: Any) -> tuple[str, Any]:
     """``("video", (sha, size, mtime))``, ``("done"|"moved", None)`` or ``("failed", (sha, reason))``:
-    the file is hashed in pieces (never read whole); decoding happens in :func:`process_video`."""
+    the file is hashed in pieces (never read whole) and looked up under the video pipeline key
+    (:meth:`~regionsearch.config.Config.video_pipeline_key`); decoding happens in :func:`process_video`."""
     from regionsearch.video.decode import file_sha256
 
+    key = config.video_pipeline_key()
     sha: str | None = None
     try:
         try:
@@ -53,10 +60,11 @@ def read_video(path: str, config: Config, key: str, datadir: Any, lock: Any) -> 
         return "failed", (sha, str(exc))
 
 
-def process_video(path: str, item: tuple[Any, ...], key: str, pipeline: Any, times: StageTimes) -> tuple[str, Any]:
+def process_video(path: str, item: tuple[Any, ...], pipeline: Any, times: StageTimes) -> tuple[str, Any]:
     """Decode, track and embed one video: ``("new", VideoResult)`` or ``("failed", (sha, reason))``."""
     from regionsearch.video.tracks import track_video
 
+    key = pipeline.config.video_pipeline_key()
     sha, size, mtime = item
     cfg = pipeline.config.video
     t0 = time.perf_counter()
