@@ -110,10 +110,8 @@ def test_upgrade_from_0002_keeps_data_and_adds_video_tables(db_url):
         command.upgrade(alembic_config(conn), "0002")
     assert "videos" not in inspect(engine).get_table_names()
     # an 0002 store with data, written by the 0002 code path: plain inserts of what it had
-    old = MetadataStore.__new__(MetadataStore)
-    old.__init__(db_url, migrate=False)
+    old = MetadataStore(db_url, migrate=False)
     assert old.revision == "0002" and not old.has_video_tables
-    old.readonly = False
     bw = old.write_batch([make_result("/i/old.png")], dim=DIM)
     # a reader of the old schema reads regions without the video tables (reading never migrates)
     reader = MetadataStore(db_url, readonly=True)
