@@ -81,3 +81,14 @@ def test_get_track_region_and_crop(video_client):
     assert not_track.status_code == 404 and "not a track" in not_track.json()["error"]
     assert client.get("/v1/tracks/0").status_code == 422
     assert np.isfinite(doc["t_end"])
+
+
+def test_a_video_file_is_served_streamed_with_ranges(video_client):
+    client, _ = video_client
+    top = client.post("/v1/search", json={"text": "shape", "k": 1, "filters": {"media": "video"}}).json()["hits"][0]
+    vid = top["video"]["id"]
+    full = client.get(f"/v1/images/{vid}/file")
+    assert full.status_code == 200 and full.headers["content-type"] == "video/mp4"
+    assert full.content[4:8] == b"ftyp"
+    part = client.get(f"/v1/images/{vid}/file", headers={"Range": "bytes=0-15"})
+    assert part.status_code == 206 and part.content == full.content[:16]
