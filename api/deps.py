@@ -269,23 +269,29 @@ class ServiceState:
     def uploads_dir(self) -> Path:
         return Path(self.engine.data_dir).resolve() / "uploads"
 
-    def load_indexed_image(self, image_id: int) -> tuple[Any, np.ndarray]:
-        """The record and pixels (``HWC uint8 RGB``) of an indexed image. The path comes from the
-        database only, never from a request."""
+    def load_indexed_image(self, image_id: int, frame: int | None = None) -> tuple[Any, np.ndarray]:
+        """The record and pixels (``HWC uint8 RGB``) of an indexed image, or of decoded frame
+        ``frame`` of an indexed video. The path comes from the database only, never from a request."""
         from regionsearch.imageio import load_image, path_from_db
 
         rec = self.datadir().store.get_image(image_id)
-        key = (rec.id, rec.sha256)
+        key = (rec.id, rec.sha256) if frame is None else (rec.id, rec.sha256, int(frame))
         arr = self.images.get(key)
         if arr is not None:
             return rec, arr
-        cfg = self.engine.config.ingest
         try:
-            loaded = load_image(path_from_db(rec.path), max_pixels=cfg.max_pixels, max_bytes=cfg.max_bytes)
+            if frame is not None:
+                from regionsearch.video.decode import read_frame
+
+                vcfg = self.engine.config.video
+                array = read_frame(path_from_db(rec.path), frame, max_pixels=vcfg.max_pixels, max_bytes=vcfg.max_bytes)
+            else:
+                cfg = self.engine.config.ingest
+                array = load_image(path_from_db(rec.path), max_pixels=cfg.max_pixels, max_bytes=cfg.max_bytes).array
         except InvalidImageError as exc:
             raise NotFoundError(f"the file of image {image_id} cannot be read on the server ({exc})") from exc
-        self.images.put(key, loaded.array)
-        return rec, loaded.array
+        self.images.put(key, array)
+        return rec, array
 
 
 def get_state(request: Request) -> ServiceState:

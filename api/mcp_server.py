@@ -81,10 +81,11 @@ class _Tools:
             raise InvalidRequestError(f"k must be between 1 and {MAX_K}, got {k}")
         f = filters or SearchFiltersIn()
         hits = self.engine.search(text, k, SearchFilters(path_prefix=f.path_prefix or None, min_area=f.min_area,
-                                                         min_score=f.min_score, per_image=f.per_image))
+                                                         min_score=f.min_score, per_image=f.per_image,
+                                                         media=f.media))
         doc = {"query": text, "hits": [h.to_json() for h in hits]}
-        if not hits:
-            return doc, None
+        if not hits or hits[0].track is not None:
+            return doc, None  # no overlay of a video track (its frame is not an indexed image)
         top = hits[0]
         rles, boxes, names = [top.mask], [top.bbox], [f"#1 {top.score:.3f}"]
         if top.relation is not None and not top.relation.get("scene"):
@@ -151,9 +152,11 @@ def build_server(engine: Any) -> Any:
                        overlay: bool = False) -> list[TextContent | ImageContent]:
         """Image regions best matching a text, e.g. "red car" or a relation such as "a red circle left of a
         blue square" (left of, right of, above/over, below/under, near/next to, inside/in, containing).
-        Returns JSON {"query", "hits": [{"region_id", "image_id", "image_path", "score", "bbox" (XYWH px),
-        "area", "mask" (COCO RLE), "kind", "relation"?}]}. filters: path_prefix, min_area (fraction of the
-        image if <= 1, else pixels), min_score, per_image. overlay: also a PNG of the best hit."""
+        Returns JSON {"query", "hits": [{"kind": "region", "region_id", "image_id", "image_path", "score",
+        "bbox" (XYWH px), "area", "mask" (COCO RLE), "region_kind", "relation"?} or {"kind": "track",
+        "region_id", "score", "video", "t_start", "t_end", "frame_start", "frame_end", "best_frame"}]}.
+        filters: path_prefix, min_area (fraction of the image if <= 1, else pixels), min_score, per_image,
+        media (image, video or all). overlay: also a PNG of the best hit."""
         return respond(lambda: tools.search_regions(text, k, filters), overlay)
 
     @server.tool(structured_output=False)

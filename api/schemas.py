@@ -55,6 +55,9 @@ class SearchFiltersIn(BaseModel):
     dedupe: bool = Field(default=True, description="collapse near-duplicate regions of one image (mask IoU >= the "
                          "service's search.dedupe_iou, 0.8 by default, or one mask >= search.dedupe_contain, 0.7, "
                          "inside the other) into the best-scoring one; false shows all")
+    media: Literal["all", "image", "video"] = Field(
+        default="all", description="image: regions of images; video: object tracks of videos; all: both, ranked "
+        "together (hits say which with kind: region or track)")
 
 
 class SearchRequest(BaseModel):
@@ -65,15 +68,24 @@ class SearchRequest(BaseModel):
     filters: SearchFiltersIn = Field(default_factory=SearchFiltersIn)
 
 
-def _region_fields(*, ids: bool = True, score: str | None = None, image_size: bool = False) -> dict[str, Any]:
+def _region_fields(*, ids: bool = True, score: str | None = None, image_size: bool = False,
+                   hit: bool = False) -> dict[str, Any]:
     """The fields of :meth:`regionsearch.types.RegionRecord.to_json`, in its order: the one region
-    shape, with its ids or not, a ``score`` (described by ``score``) after them, the image size last."""
-    fields: dict[str, Any] = {"region_id": (int, ...), "image_id": (int, ...), "image_path": (str, ...)} if ids else {}
+    shape, with its ids or not, a ``score`` (described by ``score``) after them, the image size last.
+    A ``hit`` (``SearchHit.to_json`` of an image region) starts with ``kind: "region"`` and calls the
+    region's own kind ``region_kind``."""
+    fields: dict[str, Any] = {"kind": (Literal["region"], Field(description="an image region (tracks: kind "
+                                                                           "track)"))} if hit else {}
+    fields |= {"region_id": (int, ...), "image_id": (int, ...), "image_path": (str, ...)} if ids else {}
     if score is not None:
         fields["score"] = (float, Field(description=score))
     fields |= {"bbox": (list[float], Field(description="XYWH pixels")), "area": (int, ...), "mask": (RLE, ...),
-               "predicted_iou": (Optional[float], ...), "stability_score": (Optional[float], ...),
-               "kind": (Literal["mask", "whole"], ...)}
+               "predicted_iou": (Optional[float], ...), "stability_score": (Optional[float], ...)}
+    if hit:
+        fields["region_kind"] = (Literal["mask", "whole"], Field(description="mask: an object; whole: the whole image"))
+    else:
+        fields["kind"] = (Literal["mask", "whole", "track"], Field(
+            description="mask: an object; whole: the whole image; track: a video object track (its best frame)"))
     if image_size:
         fields |= {"image_width": (Optional[int], ...), "image_height": (Optional[int], ...)}
     return fields
@@ -94,18 +106,63 @@ class HitRelation(BaseModel):
                                   "(\"X in Y\" where Y describes the scene)")
 
 
-Hit = create_model("Hit", __doc__="The hit schema shared with the CLI (``SearchHit.to_json``); ``relation`` "
-                   "only in hits of relational queries.",
-                   **_region_fields(score="cosine similarity of the region's and the query's CLIP embeddings"),
+Hit = create_model("Hit", __doc__="An image region hit, the schema shared with the CLI (``SearchHit.to_json``); "
+                   "``relation`` only in hits of relational queries.",
+                   **_region_fields(score="cosine similarity of the region's and the query's CLIP embeddings", hit=True),
                    relation=(Optional[HitRelation], None))
 RegionOut = create_model("RegionOut", __doc__="One region (``RegionRecord.to_json``).", **_region_fields(image_size=True))
 CandidateOut = create_model("CandidateOut", __doc__="A region of one image ranked by ``/v1/segment/text``.",
-                            **_region_fields(ids=False, score="cosine similarity to the text"))
+                            **_region_fields(ids=False, score="cosine similarity to the text", hit=True))
+
+
+class VideoOut(BaseModel):
+    id: int = Field(description="the video's id (its row among the indexed files)")
+    path: str
+    fps: float = Field(description="average frame rate")
+    duration_s: Optional[float] = Field(description="seconds (null when the container does not say)")
+
+
+class TrackFrameOut(BaseModel):
+    frame: int = Field(description="the video's own decoded frame number, from 0")
+    t: float = Field(description="the frame's presentation time, seconds")
+    bbox: list[float] = Field(description="XYWH pixels of the upright frame")
+    mask: RLE
+
+
+class TrackHit(BaseModel):
+    """A video object track hit (``SearchHit.to_json`` of a track)."""
+
+    kind: Literal["track"]
+    region_id: int = Field(description="the track's id (shared id space with image regions)")
+    score: float = Field(description="cosine similarity of the track's and the query's CLIP embeddings")
+    video: VideoOut
+    t_start: float = Field(description="seconds")
+    t_end: float = Field(description="seconds")
+    frame_start: int
+    frame_end: int
+    best_frame: TrackFrameOut = Field(description="the frame that shows the object best (largest x best scored)")
+
+
+class TrackOut(BaseModel):
+    """One track with every stored frame (``GET /v1/tracks/{id}``, ``regionsearch track ID --json``)."""
+
+    kind: Literal["track"]
+    region_id: int
+    video: VideoOut
+    t_start: float
+    t_end: float
+    frame_start: int
+    frame_end: int
+    best_frame: TrackFrameOut
+    frames: list[TrackFrameOut] = Field(description="the track's mask at every sampled frame it was seen on")
+
+
+AnyHit = Annotated[Union[Hit, TrackHit], Field(discriminator="kind")]  # type: ignore[valid-type]
 
 
 class SearchResponse(BaseModel):
     query: Union[str, dict[str, Any]] = Field(description="the query text, or a description of an image/region query")
-    hits: list[Hit]
+    hits: list[AnyHit]  # type: ignore[valid-type]
 
 
 class ImageOut(BaseModel):

@@ -21,7 +21,9 @@ from regionsearch.config import Config
 from regionsearch.errors import InvalidImageError
 from regionsearch.imageio import decode_image, discover, path_to_db, read_file_bytes, sha256_bytes
 from regionsearch.pipeline import Pipeline, StageTimes
-from regionsearch.types import ImageResult
+from regionsearch.types import ImageResult, VideoResult
+
+from .videos import is_video, process_video, read_video, record_video_pipeline
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,9 @@ class IndexReport:
     moved: int = 0
     failed: int = 0
     regions: int = 0
+    #: videos indexed in this run and their tracks (``indexed`` and ``regions`` include them)
+    videos: int = 0
+    tracks: int = 0
     seconds: float = 0.0
     times: StageTimes = field(default_factory=StageTimes)
     failures: list[tuple[str, str]] = field(default_factory=list)
@@ -46,6 +51,7 @@ class IndexReport:
         return {
             "files": self.files, "indexed": self.indexed, "unchanged": self.unchanged,
             "moved": self.moved, "failed": self.failed, "regions": self.regions,
+            "videos": self.videos, "tracks": self.tracks,
             "seconds": round(self.seconds, 3),
             "images_per_s": round(self.indexed / self.seconds, 3) if self.seconds else 0.0,
             "regions_per_s": round(self.regions / self.seconds, 3) if self.seconds else 0.0,
@@ -57,7 +63,7 @@ class IndexReport:
 def _progress(total: int | None, enabled: bool) -> Any:
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, unit="img", disable=not enabled, dynamic_ncols=True, file=sys.stderr,
+    return tqdm(total=total, unit="file", disable=not enabled, dynamic_ncols=True, file=sys.stderr,
                 desc="indexing")
 
 
@@ -77,7 +83,7 @@ def run_local(paths: Sequence[str], config: Config, datadir: Any, pipeline: Pipe
     key = config.pipeline_key()
     report = IndexReport()
     start = time.perf_counter()
-    files = list(dict.fromkeys(discover(paths, config.ingest.extensions)))  # overlapping arguments count once
+    files = list(dict.fromkeys(discover(paths, tuple(config.ingest.extensions) + tuple(config.video.extensions))))  # overlapping arguments count once
     batch: list[Any] = []
     failures: list[tuple[str, str | None, str]] = []
     bar = _progress(len(files), progress)
@@ -107,6 +113,10 @@ def run_local(paths: Sequence[str], config: Config, datadir: Any, pipeline: Pipe
             report.times.decode += read_s
             if status == "decoded":
                 status, item = _model_stage(path, item, key, pipeline, report.times)
+            elif status == "video":
+                if not report.videos:
+                    record_video_pipeline(datadir, config, pipeline.settings())
+                status, item = process_video(path, item, pipeline, report.times)
             if status == "failed":
                 reason = item[1]
                 failures.append((path_to_db(path), item[0], reason))
@@ -121,12 +131,15 @@ def run_local(paths: Sequence[str], config: Config, datadir: Any, pipeline: Pipe
                 batch.append(item)
                 report.indexed += 1
                 report.regions += len(item.regions)
-            if len(batch) + len(failures) >= config.ingest.batch_images:
+                if isinstance(item, VideoResult):
+                    report.videos += 1
+                    report.tracks += len(item.regions)
+            if len(batch) + len(failures) >= config.ingest.batch_images or isinstance(item, VideoResult):
                 flush()
             bar.update(1)
             elapsed = time.perf_counter() - start
             bar.set_postfix(regions=report.regions, regions_s=f"{report.regions / max(elapsed, 1e-9):.1f}",
-                            failed=report.failed, refresh=False)
+                            videos=report.videos, failed=report.failed, refresh=False)
         flush()
         datadir.save()
     except KeyboardInterrupt as exc:
@@ -165,6 +178,8 @@ def _prefetch(fn: Callable[[str], Any], items: Sequence[str], workers: int) -> I
 def _read_stage(path: str, config: Config, key: str, datadir: Any, lock: threading.Lock) -> tuple[str, Any]:
     """Read + hash + look up + decode one file: ``("decoded", (sha, image, bytes, mtime))``, ``("done"|"moved",
     None)`` or ``("failed", (sha or None, reason))``."""
+    if is_video(path, config):
+        return read_video(path, config, datadir, lock)
     sha: str | None = None
     try:
         data = read_file_bytes(path, config.ingest.max_bytes)

@@ -42,6 +42,7 @@ from regionsearch.pipeline import StageTimes
 from .local import IndexReport
 from .shards import (batches, image_row, load_pending, regions_from_json, regions_to_json, row_to_result,
                      shard_dir, write_shard)
+from .videos import is_video
 
 log = logging.getLogger(__name__)
 
@@ -274,7 +275,11 @@ def run_ray(paths: Sequence[str], config: Config, datadir: Any, pipeline: Any = 
     key = config.pipeline_key()
     report = RayIndexReport()
     start = time.perf_counter()
-    files = [path_to_db(p) for p in dict.fromkeys(discover(paths, config.ingest.extensions))]
+    found = list(dict.fromkeys(discover(paths, tuple(config.ingest.extensions) + tuple(config.video.extensions))))
+    videos = [p for p in found if is_video(p, config)]
+    files = [path_to_db(p) for p in found if p not in set(videos)]
+    if videos:
+        _index_videos(videos, config, datadir, pipeline, progress, report)
     merger = _Merger(datadir, config.ingest.batch_images, report, on_batch)
     started = _init_ray(address, opts) if files else False
     ray = _ray()
@@ -313,6 +318,21 @@ def run_ray(paths: Sequence[str], config: Config, datadir: Any, pipeline: Any = 
         if started:
             ray.shutdown()
     return report
+
+
+def _index_videos(videos: list[str], config: Config, datadir: Any, pipeline: Any, progress: bool,
+                  report: RayIndexReport) -> None:
+    """Videos are indexed by the local runner in this (driver) process, before the images go to
+    the actor pools: a video's tracks come from one sequential pass over its frames (each frame's
+    masks seed the next), so it is one unit of work that Ray Data's per-row stages would not split;
+    same transaction, idempotence and failure records as the local runner."""
+    from .local import run_local
+
+    local = run_local(videos, config, datadir, pipeline, progress=progress)
+    for name in ("files", "indexed", "unchanged", "moved", "failed", "regions", "videos", "tracks"):
+        setattr(report, name, getattr(report, name) + getattr(local, name))
+    report.failures += local.failures
+    report.times.add(local.times)
 
 
 def _hash_all(files: list[str], config: Config, opts: RayOptions) -> dict[str, tuple[str, str, float]]:

@@ -134,7 +134,7 @@ def main_callback(
 
 @app.command()
 def index(
-    paths: Annotated[list[str], typer.Argument(help="Image files and/or folders (recursive).")],
+    paths: Annotated[list[str], typer.Argument(help="Image and video files and/or folders (recursive).")],
     config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None, device: DeviceOpt = None,
     preset: Annotated[Optional[str], typer.Option("--preset", help="AMG preset: fast, default, dense.")] = None,
     crop: Annotated[Optional[str], typer.Option("--crop", help="Crop strategy: box, mask, blur.")] = None,
@@ -156,6 +156,10 @@ def index(
                                                   "with, re-index those images too (else the run is refused).")] = False,
 ) -> None:
     """Segment every object in every image, embed each region, store it (idempotent, resumable).
+
+    Videos (.mp4, .mov, .mkv, .webm, .avi, ...; also recognised by their content) become object
+    tracks: frames sampled at video.sample_fps, automatic masks on keyframes, propagated between
+    them, one vector per track; `search` returns them beside image regions.
 
     On an existing data dir the models and settings it records are used (no --config needed);
     flags that change what the vectors mean are refused unless --reindex-changed. Re-running on
@@ -191,9 +195,10 @@ def _print_index_report(data: dict[str, Any], as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(data, indent=2))
         return
+    videos = f" ({data['tracks']} tracks of {data['videos']} videos)" if data.get("videos") else ""
     typer.echo(
         f"{data['files']} files: {data['indexed']} indexed, {data['unchanged']} unchanged, "
-        f"{data['moved']} moved, {data['failed']} failed; {data['regions']} regions in "
+        f"{data['moved']} moved, {data['failed']} failed; {data['regions']} regions{videos} in "
         f"{data['seconds']:.1f} s ({data['images_per_s']:.2f} images/s, {data['regions_per_s']:.1f} regions/s)"
     )
     st = data["stage_seconds"]
@@ -215,17 +220,19 @@ def search(
     min_score: Annotated[Optional[float], typer.Option("--min-score", help="Minimum similarity score.")] = None,
     save: Annotated[Optional[Path], typer.Option("--save", help="Write one overlay PNG per hit into this folder (created if missing): the mask filled and outlined, rank and score; prints each file written.")] = None,
     no_dedupe: Annotated[bool, typer.Option("--no-dedupe", help="Show near-duplicate regions too (by default a region of the same image as a better hit is dropped when their mask IoU is >= search.dedupe_iou, 0.8, or one mask lies >= search.dedupe_contain, 0.7, inside the other).")] = False,
+    media: Annotated[str, typer.Option("--media", help="image (regions of images), video (object tracks of videos: path, time range, frames) or all (both, ranked together).")] = "all",
     server: ServerOpt = None,
     config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None, device: DeviceOpt = None,
 ) -> None:
-    """Search indexed regions by text; prints ranked hits (or the JSON hit schema with --json).
+    """Search indexed image regions and video object tracks by text; prints ranked hits (or the
+    JSON hit schema with --json: "kind" is "region" or "track").
 
     With --server (or REGIONSEARCH_SERVER) a running service answers: the same hits, no model
     loading here."""
     from .search import SearchFilters, check_k, check_text
 
     filters = SearchFilters(path_prefix=_abs_prefix(path_prefix), min_area=min_area, min_score=min_score,
-                            per_image=per_image, dedupe=not no_dedupe)
+                            per_image=per_image, dedupe=not no_dedupe, media=media)
     filters.validate()
     if save is not None and save.exists() and not save.is_dir():
         _fail(f"--save needs a folder; {save} is a file")
@@ -254,6 +261,9 @@ def _print_hits(text: str, hits: list[Any], as_json: bool) -> None:
     from .imageio import display_path
 
     for rank, h in enumerate(hits, 1):
+        if h.track is not None:
+            typer.echo(_track_line(rank, h))
+            continue
         x, y, w, hh = h.bbox
         rel = h.relation
         why = "" if rel is None else (f"  {rel['predicate']} the whole image ({rel['object']['score']:.4f})" if rel.get("scene")
@@ -283,7 +293,8 @@ def _remote_search(url: str, text: str, k: int, filters: Any, save: Path | None)
 
     with Client(url) as client:
         doc = client.search(text, k, path_prefix=filters.path_prefix, min_area=filters.min_area,
-                            min_score=filters.min_score, per_image=filters.per_image, dedupe=filters.dedupe)
+                            min_score=filters.min_score, per_image=filters.per_image, dedupe=filters.dedupe,
+                            media=filters.media)
         hits = [SearchHit.from_json(h) for h in doc["hits"]]
         if save is None:
             return hits, []
@@ -291,9 +302,58 @@ def _remote_search(url: str, text: str, k: int, filters: Any, save: Path | None)
         def image_of(hit: Any) -> Any:
             from .imageio import decode_image
 
+            if hit.track is not None:
+                return _remote_track_frame(client, hit)
             return decode_image(client.image_file(hit.image_id), max_pixels=1 << 62)
 
         return hits, _save_overlays(hits, save, text, image_of)
+
+
+@app.command()
+def track(
+    track_id: Annotated[int, typer.Argument(help="A track's id: the region_id of a track hit of `search`.")],
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None,
+) -> None:
+    """One video object track: its video, time range and its mask at every sampled frame
+    (--json: {kind, region_id, video, t_start, t_end, frame_start, frame_end, best_frame, frames:
+    [{frame, t, bbox, mask}]}; frame counts the video's decoded frames from 0, t is seconds)."""
+    eng = _engine(config, data_dir, db, None, create=False, readonly=True)
+    with eng:
+        record, frames = eng.datadir.store.get_track(track_id)
+    doc = record.track_json(frames=frames)
+    if as_json:
+        typer.echo(json.dumps(doc, indent=2))
+        return
+    from .imageio import display_path
+
+    v = doc["video"]
+    typer.echo(f"track {track_id}: {display_path(v['path'])} (video {v['id']}, {v['fps']:.2f} fps, "
+               f"{v['duration_s'] if v['duration_s'] is not None else '?'} s)")
+    typer.echo(f"  {doc['t_start']:.2f}-{doc['t_end']:.2f} s, frames {doc['frame_start']}-{doc['frame_end']}, "
+               f"{len(frames)} stored frame(s); best frame {doc['best_frame']['frame']}")
+    for f in doc["frames"]:
+        x, y, w, h = f["bbox"]
+        typer.echo(f"  frame {f['frame']:6d}  t={f['t']:8.3f} s  box x={x:.0f} y={y:.0f} w={w:.0f} h={h:.0f}")
+
+
+def _track_frame(h: Any) -> Any:
+    """The best frame of a track hit (HWC uint8 RGB, upright), decoded lazily up to it."""
+    from .imageio import path_from_db
+    from .video.decode import read_frame
+
+    return read_frame(path_from_db(h.image_path), h.track.best_frame)
+
+
+def _track_line(rank: int, h: Any) -> str:
+    """One track hit as text: score, video path, time range, frames, best frame's box."""
+    from .imageio import display_path
+
+    tr = h.track
+    x, y, w, hh = h.bbox
+    return (f"{rank:3d}. {h.score:.4f}  {display_path(h.image_path)}  track {h.region_id} "
+            f"{tr.t_start:.2f}-{tr.t_end:.2f} s (frames {tr.frame_start}-{tr.frame_end}), best frame "
+            f"{tr.best_frame} at {tr.best_t:.2f} s: box x={x:.0f} y={y:.0f} w={w:.0f} h={hh:.0f}")
 
 
 def _abs_prefix(prefix: str | None) -> str | None:
@@ -305,7 +365,21 @@ def _abs_prefix(prefix: str | None) -> str | None:
 def _local_image(hit: Any) -> Any:
     from .imageio import load_image, path_from_db
 
+    if hit.track is not None:
+        return _track_frame(hit)
     return load_image(path_from_db(hit.image_path)).array
+
+
+def _remote_track_frame(client: Any, hit: Any) -> Any:
+    """A track hit's best frame from the video file the service streams (a temporary copy)."""
+    import tempfile
+
+    from .video.decode import read_frame
+
+    with tempfile.NamedTemporaryFile(suffix=Path(hit.image_path).suffix or ".mp4") as tmp:
+        tmp.write(client.image_file(hit.image_id))
+        tmp.flush()
+        return read_frame(tmp.name, hit.track.best_frame)
 
 
 def _save_overlays(hits: list[Any], folder: Path, text: str, image_of: Any) -> list[Path]:

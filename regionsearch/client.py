@@ -124,11 +124,13 @@ class Client:
 
     # ------------------------------------------------------------------ search
     def search(self, text: str, k: int = 10, *, path_prefix: str | None = None, min_area: float | None = None,
-               min_score: float | None = None, per_image: int | None = None, dedupe: bool = True) -> dict[str, Any]:
-        """``{"query": text, "hits": [...]}`` (the CLI's JSON hit schema). ``dedupe=False`` keeps
-        near-duplicate regions of one image (``search --no-dedupe``)."""
+               min_score: float | None = None, per_image: int | None = None, dedupe: bool = True,
+               media: str | None = None) -> dict[str, Any]:
+        """``{"query": text, "hits": [...]}`` (the CLI's JSON hit schema: ``"kind"`` is ``"region"``
+        or ``"track"``). ``dedupe=False`` keeps near-duplicate regions of one image (``search
+        --no-dedupe``); ``media``: ``image``, ``video`` or ``all`` (the service's default: all)."""
         filters = {k_: v for k_, v in dict(path_prefix=path_prefix, min_area=min_area, min_score=min_score,
-                                            per_image=per_image).items() if v is not None}
+                                            per_image=per_image, media=media).items() if v is not None}
         if not dedupe:
             filters["dedupe"] = False
         return self._json("POST", "/v1/search", json={"text": text, "k": k, "filters": filters})

@@ -300,6 +300,19 @@ class Config:
         blob = json.dumps(payload, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
+    def video_settings(self) -> dict[str, Any]:
+        """The ``video`` settings that change a video's tracks or their vectors."""
+        v = self.video
+        return {"sample_fps": v.sample_fps, "keyframe_every": v.keyframe_every, "propagator": v.propagator,
+                "n_crops": v.n_crops, "match_iou": v.match_iou}
+
+    def video_pipeline_key(self) -> str:
+        """The pipeline key of videos: the image pipeline's (models, segmenter, crops) plus
+        :meth:`video_settings`, so a video is tracked again when any of them changes, while the
+        images' key (and every existing data dir's) stays what it was."""
+        blob = json.dumps({"image": self.pipeline_key(), "video": self.video_settings()}, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
 
 def _coerce(tp: Any, value: Any, where: str) -> Any:
     """Convert a YAML value to the annotated dataclass field type (recursively, strictly)."""

@@ -32,6 +32,9 @@ class DoctorReport:
     duplicate_ids: list[int] = field(default_factory=list)        # more than once in the index
     regions_without_embeddings: list[int] = field(default_factory=list)
     images_without_regions: list[int] = field(default_factory=list)  # image ids (a warning only)
+    #: video tracks (region ids) without a stored frame: searchable but with nothing to show (a warning;
+    #: ``remove`` and re-index the video to fix it)
+    tracks_without_frames: list[int] = field(default_factory=list)
     repaired: bool = False
     actions: list[str] = field(default_factory=list)
 
@@ -66,7 +69,8 @@ def diff(store: MetadataStore, index: VectorIndex) -> DoctorReport:
         orphan_vectors=np.setdiff1d(uniq, sql_ids).tolist(),
         duplicate_ids=uniq[cnt > 1].tolist(),
         regions_without_embeddings=sorted(r for r, _ in store.regions_without_embeddings()),
-        images_without_regions=store.indexed_images_without_regions())
+        images_without_regions=store.indexed_images_without_regions(),
+        tracks_without_frames=store.tracks_without_frames())
 
 
 def repair(store: MetadataStore, index: VectorIndex, report: DoctorReport, dim: int, *,

@@ -351,7 +351,8 @@ def _info(dd: DataDir) -> dict[str, Any]:
     return {
         "data_dir": str(dd.path), "manifest": dd.manifest.to_json(),
         "images_indexed": counts["images_indexed"], "images_failed": counts["images_failed"],
-        "regions": counts["regions"], "vectors": len(dd.index), "tombstones": dd.index.tombstone_count,
+        "regions": counts["regions"], "videos_indexed": counts.get("videos_indexed", 0),
+        "tracks": counts.get("tracks", 0), "vectors": len(dd.index), "tombstones": dd.index.tombstone_count,
         "index_type": dd.index.index_type, "index_factory": dd.manifest.index_factory,
         "disk_bytes": disk, "db_url": dd.store.masked_url, "db_backend": dd.store.backend,
         "generation": int(dd._file.get("generation", 0)), "saved_at": dd._file.get("saved_at"),

@@ -108,10 +108,10 @@ class Engine:
             return []
         from .imageio import path_from_db
 
-        key = self.config.pipeline_key()
+        keys = {self.config.pipeline_key(), self.config.video_pipeline_key()}  # images' and videos'
         dd = self._datadir or self.open_datadir(readonly=True)
         try:
-            return [path_from_db(rec.path) for rec in dd.iter_images(status="indexed") if rec.pipeline_key != key]
+            return [path_from_db(rec.path) for rec in dd.iter_images(status="indexed") if rec.pipeline_key not in keys]
         finally:
             if dd is not self._datadir:
                 dd.close()

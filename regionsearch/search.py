@@ -36,6 +36,10 @@ DEDUPE_IOU = SearchConfig().dedupe_iou
 DEDUPE_CONTAIN = SearchConfig().dedupe_contain
 
 
+#: what ``SearchFilters.media`` (CLI ``--media``, API ``filters.media``) may be
+MEDIA = ("all", "image", "video")
+
+
 @dataclass(frozen=True)
 class SearchFilters:
     """Filters applied to candidate regions.
@@ -53,8 +57,11 @@ class SearchFilters:
     per_image: int | None = None
     kinds: tuple[str, ...] | None = None
     dedupe: bool = True
+    media: str = "all"
 
     def validate(self) -> None:
+        if self.media not in MEDIA:
+            raise InvalidRequestError(f"media must be one of: {', '.join(MEDIA)} (got {self.media!r})")
         if self.min_area is not None and self.min_area < 0:
             raise InvalidRequestError("min_area must be >= 0")
         if self.per_image is not None and self.per_image < 1:
@@ -66,7 +73,10 @@ class SearchFilters:
 def _passes(row: Any, score: float, f: SearchFilters) -> bool:
     if f.min_score is not None and score < f.min_score:
         return False
-    if f.kinds is not None and row.kind not in f.kinds:
+    is_track = row.kind == "track"
+    if (f.media == "image" and is_track) or (f.media == "video" and not is_track):
+        return False
+    if f.kinds is not None and not is_track and row.kind not in f.kinds:
         return False
     if f.min_area is not None:
         if f.min_area <= 1.0:
@@ -129,8 +139,8 @@ class _Dedupe:
         self.kept: dict[int, list[tuple[dict[str, Any], str]]] = {}
 
     def keep(self, row: Any) -> bool:
-        if self.iou is None:
-            return True
+        if self.iou is None or row.kind == "track":
+            return True  # a track's box and mask are one frame of it: overlap says nothing of the object
         kept = self.kept.setdefault(row.image_id, [])
         if kept and float(rle_iou([row.rle], [r for r, _ in kept]).max()) >= self.iou:
             return False
@@ -147,7 +157,7 @@ class _Dedupe:
 def _rank(datadir: Any, q: np.ndarray, k: int, f: SearchFilters, want: int, total: int, excluded: set[int],
           whole_margin: float | None, dedupe_iou: float | None, dedupe_contain: float | None) -> list[SearchHit]:
     # filters a vector store may apply itself (Milvus); rows are still checked below
-    pushdown = {"path_prefix": f.path_prefix, "kinds": f.kinds,
+    pushdown = {"path_prefix": f.path_prefix, "kinds": _pushdown_kinds(f),
                 "min_area": int(np.ceil(f.min_area)) if f.min_area is not None and f.min_area > 1 else None}
     while True:
         scores, ids = datadir.search_vectors(q, want, **pushdown)
@@ -181,6 +191,16 @@ def _rank(datadir: Any, q: np.ndarray, k: int, f: SearchFilters, want: int, tota
         if exhausted:
             return hits
         want = min(total, want * 4)
+
+
+def _pushdown_kinds(f: SearchFilters) -> tuple[str, ...] | None:
+    """The stored kinds a vector backend may keep (tracks are kind ``track``; ``kinds`` is for images)."""
+    image_kinds = tuple(f.kinds) if f.kinds is not None else ("mask", "whole")
+    if f.media == "video":
+        return ("track",)
+    if f.media == "image":
+        return image_kinds
+    return None if f.kinds is None else image_kinds + ("track",)
 
 
 def check_k(k: int, max_k: int | None) -> int:

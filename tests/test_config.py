@@ -61,3 +61,18 @@ def test_yaml_file_and_env(tmp_path, monkeypatch):
     bad.write_text("- a list\n")
     with pytest.raises(ConfigError, match="mapping"):
         load_config(str(bad))
+
+
+def test_video_pipeline_key_follows_video_settings_and_leaves_the_image_key_alone():
+    import dataclasses
+
+    from regionsearch.config import load_config
+
+    cfg = load_config("tiny")
+    other = dataclasses.replace(cfg, video=dataclasses.replace(cfg.video, sample_fps=4.0))
+    assert other.pipeline_key() == cfg.pipeline_key()
+    assert other.video_pipeline_key() != cfg.video_pipeline_key() != cfg.pipeline_key()
+    same = dataclasses.replace(cfg, video=dataclasses.replace(cfg.video, max_pixels=1000))
+    assert same.video_pipeline_key() == cfg.video_pipeline_key()  # limits do not change tracks
+    crop = dataclasses.replace(cfg, embed=dataclasses.replace(cfg.embed, crop="box"))
+    assert crop.video_pipeline_key() != cfg.video_pipeline_key()

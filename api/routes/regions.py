@@ -52,7 +52,7 @@ def region_crop(region_id: RegionId, state: State,
 
     dd = state.datadir()
     row = dd.store.get_region(region_id)
-    _, image = state.load_indexed_image(row.image_id)
+    _, image = state.load_indexed_image(row.image_id, frame=row.track.best_frame if row.track else None)
     h, w = image.shape[:2]
     mask = decode_rle(row.rle)
     if mask.shape != (h, w):
@@ -91,13 +91,19 @@ def get_image(image_id: ImageId, state: State) -> dict:
 
 
 @router.get("/images/{image_id}/file", response_class=Response,
-            responses={200: {"content": {"image/*": {}}, "description": "the original file"}, **errors(404, 422, 503)})
+            responses={200: {"content": {"image/*": {}, "video/*": {}, "application/octet-stream": {}},
+                             "description": "the original file (an indexed video's id gives the video, streamed; "
+                                            "HTTP range requests work)"},
+                       **errors(404, 422, 503)})
 def image_file(image_id: ImageId, state: State) -> Response:
-    """The original image file, as indexed (path from the database, never from the request)."""
+    """The original image (or video) file, as indexed (path from the database, never from the request)."""
     from regionsearch.imageio import path_from_db, read_file_bytes
 
-    rec = state.datadir().store.get_image(image_id)
+    dd = state.datadir()
+    rec = dd.store.get_image(image_id)
     path = path_from_db(rec.path)
+    if rec.status == "indexed" and dd.store.video_info(image_id) is not None:
+        return _video_file(image_id, path)
     try:
         data = read_file_bytes(path, state.engine.config.ingest.max_bytes)
     except Exception as exc:
@@ -107,6 +113,21 @@ def image_file(image_id: ImageId, state: State) -> Response:
         media = "application/octet-stream"
     return Response(data, media_type=media, headers={"Cache-Control": "max-age=60",
                                                      "X-Content-Type-Options": "nosniff"})
+
+
+def _video_file(image_id: int, path: str) -> Response:
+    """An indexed video, streamed from disk (never read whole), with range support for players."""
+    import os
+
+    from fastapi.responses import FileResponse
+
+    if not os.path.isfile(path):
+        raise NotFoundError(f"the file of video {image_id} is not available on the server")
+    media = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    if not media.startswith("video/"):
+        media = "application/octet-stream"
+    return FileResponse(path, media_type=media, headers={"Cache-Control": "max-age=60",
+                                                          "X-Content-Type-Options": "nosniff"})
 
 
 @router.get("/images/{image_id}/overlay.png", response_class=Response, responses={**PNG, **errors(404, 422, 503)})

@@ -18,7 +18,7 @@ router = APIRouter(prefix="/v1", tags=["search"])
 
 def _filters(f) -> SearchFilters:
     return SearchFilters(path_prefix=f.path_prefix or None, min_area=f.min_area, min_score=f.min_score,
-                         per_image=f.per_image, dedupe=f.dedupe)
+                         per_image=f.per_image, dedupe=f.dedupe, media=f.media)
 
 
 @router.post("/search", response_model=SearchResponse, response_model_exclude_unset=True, responses=errors(413, 422, 503),

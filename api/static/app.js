@@ -328,29 +328,57 @@ function imageTile(im) {
 }
 
 function hitCard(h, rank) {
+  if (h.kind === "track") return trackCard(h, rank);
   const card = document.createElement("div");
   card.className = "hit"; card.dataset.regionId = h.region_id; card.dataset.imageId = h.image_id;
-  card.title = `${h.image_path}\nregion ${h.region_id} · ${h.kind} · area ${h.area}`;
-  const img = document.createElement("img");
-  img.loading = "lazy"; img.alt = `region ${h.region_id}`;
-  img.src = `/v1/regions/${h.region_id}/crop.png?size=256`;
-  const bar = document.createElement("div");
-  bar.className = "bar"; bar.style.width = `${Math.max(4, 100 * Math.max(0, h.score) / (run.top || 1))}%`;
-  const meta = document.createElement("div");
-  meta.className = "meta";
-  meta.innerHTML = `<span class="score"></span><span class="kind"></span>`;
-  meta.children[0].textContent = `#${rank + 1} · ${h.score.toFixed(3)}`;
-  meta.children[1].textContent = h.kind === "whole" ? "whole image" : `region ${h.region_id}`;
+  card.title = `${h.image_path}\nregion ${h.region_id} · ${h.region_kind} · area ${h.area}`;
+  const meta = hitMeta(h, rank, h.region_kind === "whole" ? "whole image" : `region ${h.region_id}`);
   if (h.relation) {
     const rel = h.relation, what = rel.scene ? "the scene" : `region ${rel.object.region_id}`;
     meta.children[1].textContent = `${rel.predicate.replace("_", " ")} ${what}`;
     card.title += `\n${rel.predicate} ${what} (object score ${rel.object.score.toFixed(3)})`;
     card.classList.add("relational");
   }
-  card.append(img, bar, meta, likeButton(h.region_id, "link"));
+  card.append(cropImg(h.region_id), scoreBar(h), meta, likeButton(h.region_id, "link"));
   card.addEventListener("click", () => { pendingRelation = h.relation || null; go({ image: h.image_id, sel: h.region_id }); });
   if (view.sel === h.region_id) card.classList.add("active");
   return card;
+}
+
+// A video object track: its best frame's crop, the video and time range; a click plays the video
+// over the track's range (a media fragment #t=start,end in the browser's own player).
+function trackCard(h, rank) {
+  const card = document.createElement("div");
+  card.className = "hit track"; card.dataset.regionId = h.region_id; card.dataset.videoId = h.video.id;
+  const range = `${h.t_start.toFixed(1)}–${h.t_end.toFixed(1)} s`;
+  card.title = `${h.video.path}\ntrack ${h.region_id} · ${range} · frames ${h.frame_start}–${h.frame_end}`;
+  card.append(cropImg(h.region_id), scoreBar(h), hitMeta(h, rank, `track · ${range}`), likeButton(h.region_id, "link"));
+  card.addEventListener("click", () => {
+    window.open(`/v1/images/${h.video.id}/file#t=${h.t_start.toFixed(2)},${h.t_end.toFixed(2)}`, "_blank", "noopener");
+  });
+  return card;
+}
+
+function cropImg(regionId) {
+  const img = document.createElement("img");
+  img.loading = "lazy"; img.alt = `region ${regionId}`;
+  img.src = `/v1/regions/${regionId}/crop.png?size=256`;
+  return img;
+}
+
+function scoreBar(h) {
+  const bar = document.createElement("div");
+  bar.className = "bar"; bar.style.width = `${Math.max(4, 100 * Math.max(0, h.score) / (run.top || 1))}%`;
+  return bar;
+}
+
+function hitMeta(h, rank, what) {
+  const meta = document.createElement("div");
+  meta.className = "meta";
+  meta.innerHTML = `<span class="score"></span><span class="kind"></span>`;
+  meta.children[0].textContent = `#${rank + 1} · ${h.score.toFixed(3)}`;
+  meta.children[1].textContent = what;
+  return meta;
 }
 
 function likeButton(regionId, cls) {

@@ -26,6 +26,7 @@ from ..masks import counts_str
 from ..types import ImageRecord, ImageResult, RegionRecord
 from .facts import _CHUNK, ImageFactsMixin, _any_path_filter, _chunks, _image_record, _prefix_filter
 from .schema import embeddings, image_paths, images, regions, store_meta
+from .videos import VideoStoreMixin, region_row
 
 log = logging.getLogger(__name__)
 
@@ -67,18 +68,8 @@ def decode_vectors(blobs: Sequence[bytes], dim: int, *, normalise: bool = True) 
     return out
 
 
-_REGION_COLS = (regions.c.id, regions.c.image_id, images.c.path, regions.c.x, regions.c.y, regions.c.w,
-                regions.c.h, regions.c.area, regions.c.rle_counts, regions.c.rle_h, regions.c.rle_w,
-                regions.c.predicted_iou, regions.c.stability_score, regions.c.kind, images.c.width,
-                images.c.height)
-
-
 def _region_row(r: Any) -> RegionRow:
-    return RegionRow(region_id=int(r.id), image_id=int(r.image_id), image_path=r.path,
-                     bbox=(float(r.x), float(r.y), float(r.w), float(r.h)), area=int(r.area),
-                     rle={"size": [int(r.rle_h), int(r.rle_w)], "counts": r.rle_counts},
-                     predicted_iou=r.predicted_iou, stability_score=r.stability_score, kind=r.kind,
-                     image_width=r.width, image_height=r.height)
+    return region_row(r)
 
 
 def _region_values(image_id: int, region: Any) -> dict[str, Any]:
@@ -103,7 +94,7 @@ class BatchWrite:
     removed_region_ids: np.ndarray  # int64, regions of replaced images
 
 
-class MetadataStore(ImageFactsMixin):
+class MetadataStore(ImageFactsMixin, VideoStoreMixin):
     """SQL side of a data directory. Thread-safe (one engine, short transactions)."""
 
     def __init__(self, url: str, *, readonly: bool = False, migrate: bool = True):
@@ -204,12 +195,17 @@ class MetadataStore(ImageFactsMixin):
         return list(self.iter_images(status="failed"))
 
     def counts(self) -> dict[str, int]:
+        """Rows by kind: ``images_indexed`` (images only), ``images_failed`` (files of any kind),
+        ``regions`` (every region row: image regions and tracks), ``embeddings``, ``videos_indexed``,
+        ``tracks``, ``track_frames``."""
+        vid = self.video_counts()
         with self.engine.connect() as conn:
             by_status = dict(conn.execute(select(images.c.status, func.count()).group_by(images.c.status)).all())
             n_regions = conn.execute(select(func.count()).select_from(regions)).scalar_one()
             n_emb = conn.execute(select(func.count()).select_from(embeddings)).scalar_one()
-        return {"images_indexed": int(by_status.get("indexed", 0)), "images_failed": int(by_status.get("failed", 0)),
-                "regions": int(n_regions), "embeddings": int(n_emb)}
+        return {"images_indexed": int(by_status.get("indexed", 0)) - vid["videos_indexed"],
+                "images_failed": int(by_status.get("failed", 0)), "regions": int(n_regions),
+                "embeddings": int(n_emb)} | vid
 
     # ------------------------------------------------------------------ writes
     def write_batch(self, results: Sequence[ImageResult], failures: Sequence[tuple[str, str | None, str]] = (),
@@ -224,7 +220,8 @@ class MetadataStore(ImageFactsMixin):
             raise StoreError(f"the same path appears twice in one batch: {dup[0]!r}")
         for r in results:
             emb = np.asarray(r.embeddings)
-            if emb.ndim != 2 or emb.shape[0] != len(r.regions) or (dim is not None and emb.shape[1] != dim):
+            if emb.ndim != 2 or emb.shape[0] != len(r.regions) or (
+                    dim is not None and len(r.regions) and emb.shape[1] != dim):
                 raise StoreError(f"{r.path}: embeddings must be a ({len(r.regions)}, {dim}) float32 array, got "
                                  f"shape {emb.shape}")
             if not np.isfinite(emb).all():
@@ -254,6 +251,7 @@ class MetadataStore(ImageFactsMixin):
                 if region_rows:
                     vecs = np.concatenate([np.asarray(r.embeddings, np.float32) for r in results if len(r.regions)])
                     self._insert_embeddings(conn, region_ids, encode_vectors(vecs))
+                self._write_videos(conn, image_ids, results, region_ids)
         except SQLAlchemyError as exc:
             raise StoreError(f"writing a batch to {self.masked_url} failed: {exc}") from exc
         return BatchWrite(image_ids, failure_ids, np.asarray(region_ids, np.int64), removed)
@@ -274,13 +272,13 @@ class MetadataStore(ImageFactsMixin):
             out += [int(i) for i in conn.execute(select(images.c.id).where(images.c.path.in_(chunk))).scalars()]
         return out
 
-    @staticmethod
-    def _delete_images(conn: Connection, image_ids: list[int]) -> np.ndarray:
+    def _delete_images(self, conn: Connection, image_ids: list[int]) -> np.ndarray:
         removed: list[int] = []
         for chunk in _chunks(image_ids):
             rids = [int(i) for i in conn.execute(select(regions.c.id).where(regions.c.image_id.in_(chunk))).scalars()]
             removed += rids
             # explicit deletes: correct even if a connection lacks ON DELETE CASCADE support
+            self._delete_video_rows(conn, chunk, rids)
             for rchunk in _chunks(rids):
                 conn.execute(delete(embeddings).where(embeddings.c.region_id.in_(rchunk)))
                 conn.execute(delete(regions).where(regions.c.id.in_(rchunk)))
@@ -340,8 +338,7 @@ class MetadataStore(ImageFactsMixin):
         found: dict[int, RegionRow] = {}
         with self.engine.connect() as conn:
             for chunk in _chunks(list(dict.fromkeys(id_list))):
-                q = select(*_REGION_COLS).join(images, images.c.id == regions.c.image_id).where(
-                    regions.c.id.in_(chunk), *filters)
+                q = self._regions_select().where(regions.c.id.in_(chunk), *filters)
                 for r in conn.execute(q):
                     found[int(r.id)] = _region_row(r)
             if path_prefix and self._has_paths_table:
@@ -355,8 +352,7 @@ class MetadataStore(ImageFactsMixin):
         return rows[0]
 
     def regions_of_image(self, image_id: int) -> list[RegionRow]:
-        q = (select(*_REGION_COLS).join(images, images.c.id == regions.c.image_id)
-             .where(regions.c.image_id == int(image_id)).order_by(regions.c.id))
+        q = self._regions_select().where(regions.c.image_id == int(image_id)).order_by(regions.c.id)
         with self.engine.connect() as conn:
             return [_region_row(r) for r in conn.execute(q)]
 
@@ -409,21 +405,6 @@ class MetadataStore(ImageFactsMixin):
                         yield (np.asarray([r[0] for r in rows], np.int64),
                                decode_vectors([bytes(r[1]) for r in rows], dim))
 
-    # ------------------------------------------------------------------ consistency
-    def regions_without_embeddings(self) -> list[tuple[int, int]]:
-        """(region id, image id) of regions that have no stored embedding."""
-        q = (select(regions.c.id, regions.c.image_id)
-             .outerjoin(embeddings, embeddings.c.region_id == regions.c.id)
-             .where(embeddings.c.region_id.is_(None)))
-        with self.engine.connect() as conn:
-            return [(int(a), int(b)) for a, b in conn.execute(q)]
-
-    def indexed_images_without_regions(self) -> list[int]:
-        q = (select(images.c.id).outerjoin(regions, regions.c.image_id == images.c.id)
-             .where(and_(images.c.status == "indexed", regions.c.id.is_(None))))
-        with self.engine.connect() as conn:
-            return [int(i) for i in conn.execute(q).scalars()]
-
 
 def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
@@ -445,7 +426,7 @@ def iter_region_chunks(store: MetadataStore, dim: int, *, path_prefix: str | Non
     filters = _prefix_filter(path_prefix) if path_prefix else []
     with store.engine.connect() as conn:
         while True:
-            q = (select(*_REGION_COLS, embeddings.c.vector).join(images, images.c.id == regions.c.image_id)
+            q = (store._regions_select(embeddings.c.vector)
                  .outerjoin(embeddings, embeddings.c.region_id == regions.c.id)
                  .where(regions.c.id > last, *filters).order_by(regions.c.id).limit(chunk))
             rows = conn.execute(q).all()

@@ -107,3 +107,65 @@ image_paths = Table(
     Column("path", Text, primary_key=True),
     Column("image_id", IdType, ForeignKey("images.id", ondelete="CASCADE"), nullable=False, index=True),
 )
+
+# ---------------------------------------------------------------------------------------- videos
+# A video is a row of ``images`` (path, sha256, upright width/height, status, error, pipeline key:
+# so lookup by content, failures, copies, path filters and ``remove`` treat it like an image) plus
+# a ``videos`` row with what only a video has.
+#
+# Vector ids: every track is ALSO a row of ``regions`` (image_id = the video's images row; box,
+# area and mask = the track's best frame; kind stored as 'mask', read back as 'track' through the
+# ``tracks`` row that points at it) with its vector in ``embeddings``. So tracks and image regions
+# share one id sequence and one vector index, ``region_id`` in hits is that id for both, and
+# everything built on regions + embeddings (the index sync after a crash, ``doctor``, ``reindex``,
+# deletes) covers tracks unchanged. The stored kind stays 'mask' because widening the SQLite CHECK
+# constraint would mean rebuilding the regions table (and cascading its embeddings) in a migration.
+
+videos = Table(
+    "videos",
+    metadata,
+    Column("image_id", IdType, ForeignKey("images.id", ondelete="CASCADE"), primary_key=True,
+           autoincrement=False),
+    Column("fps", Float, nullable=False),               # average frame rate
+    Column("duration_s", Float, nullable=True),         # seconds (None when the container does not say)
+    Column("n_frames", Integer, nullable=True),         # decoded frames
+    Column("sample_fps", Float, nullable=False),        # frames per second the tracks were built from
+    Column("rotation", Integer, nullable=False),        # display rotation applied (degrees)
+    Column("codec", String(32), nullable=False),
+)
+
+#: one row per track, keyed by its ``regions`` row (whose id is the track's vector id)
+tracks = Table(
+    "tracks",
+    metadata,
+    Column("region_id", IdType, ForeignKey("regions.id", ondelete="CASCADE"), primary_key=True,
+           autoincrement=False),
+    Column("video_id", IdType, ForeignKey("images.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("frame_start", Integer, nullable=False),
+    Column("frame_end", Integer, nullable=False),
+    Column("t_start", Float, nullable=False),
+    Column("t_end", Float, nullable=False),
+    Column("best_frame", Integer, nullable=False),
+    Column("best_t", Float, nullable=False),
+    Column("n_frames", Integer, nullable=False),
+)
+
+#: a track's mask at each sampled frame it was seen on: ``frame`` counts the video's own decoded
+#: frames from 0, ``t`` is that frame's presentation time (seconds), box XYWH pixels, COCO RLE
+track_frames = Table(
+    "track_frames",
+    metadata,
+    Column("region_id", IdType, ForeignKey("tracks.region_id", ondelete="CASCADE"), primary_key=True,
+           autoincrement=False),
+    Column("frame", Integer, primary_key=True, autoincrement=False),
+    Column("t", Float, nullable=False),
+    Column("x", Float, nullable=False),
+    Column("y", Float, nullable=False),
+    Column("w", Float, nullable=False),
+    Column("h", Float, nullable=False),
+    Column("area", BigInteger, nullable=False),
+    Column("rle_counts", Text, nullable=False),
+    Column("rle_h", Integer, nullable=False),
+    Column("rle_w", Integer, nullable=False),
+    Column("score", Float, nullable=True),
+)

@@ -101,6 +101,28 @@ def _looks_like_video(path: str) -> bool:
     return any(head[off:off + len(magic)] == magic for off, magic in _MAGIC)
 
 
+#: ISO BMFF brands of still images (HEIF/AVIF): an ``ftyp`` box alone does not make a video
+_IMAGE_BRANDS = (b"heic", b"heix", b"mif1", b"msf1", b"avif", b"heim", b"heis")
+
+
+def is_video_file(path: str, extensions: "tuple[str, ...] | list[str]" = VideoConfig.extensions) -> bool:
+    """Should indexing treat ``path`` as a video? By its container's magic bytes (ISO BMFF
+    ``ftyp``/``moov``, Matroska/WebM, AVI, MPEG-PS, MPEG-TS with two sync bytes), whatever its
+    name, so a mislabelled video is not decoded as a broken image; otherwise by its extension
+    (so an empty or broken ``.mp4`` is reported as a bad video, not a bad image)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(192)
+    except OSError:
+        head = b""
+    iso = head[4:8] == b"moov" or (head[4:8] == b"ftyp" and head[8:12] not in _IMAGE_BRANDS)
+    strong = (iso or head[:4] == b"\x1a\x45\xdf\xa3"
+              or (head[:4] == b"RIFF" and head[8:11] == b"AVI")
+              or head[:4] in (b"\x00\x00\x01\xba", b"\x00\x00\x01\xb3")
+              or (len(head) > 188 and head[0] == 0x47 and head[188] == 0x47))
+    return strong or os.path.splitext(path)[1].lower() in {e.lower() for e in extensions}
+
+
 def _open(path: str) -> Any:
     av = _av()
     try:
@@ -238,3 +260,15 @@ def sample_frames(path: str | os.PathLike[str], sample_fps: float | None = 2.0, 
         raise InvalidVideoError("no decodable video frames")
     if info.n_frames and index < 0.9 * info.n_frames:
         raise InvalidVideoError(f"truncated video (decoded {index} of the {info.n_frames} frames its header announces)")
+
+
+def read_frame(path: str | os.PathLike[str], index: int, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+               max_bytes: int = DEFAULT_MAX_BYTES) -> np.ndarray:
+    """Decoded frame number ``index`` (counted from 0, as in :class:`SampledFrame`) of a video,
+    ``HWC uint8 RGB`` upright; decodes lazily up to it. :class:`InvalidVideoError` when the
+    video has fewer frames (it changed since it was indexed) or is bad."""
+    for frame in sample_frames(path, None, max_pixels=max_pixels, max_bytes=max_bytes,
+                               max_frames=int(index) + 1):
+        if frame.index == index:
+            return frame.image
+    raise InvalidVideoError(f"the video has no frame {index} (it changed since it was indexed?)")

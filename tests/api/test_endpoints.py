@@ -11,7 +11,7 @@ import pytest
 from .conftest import png_bytes
 
 HIT_KEYS = {"region_id", "image_id", "image_path", "score", "bbox", "area", "mask", "predicted_iou",
-            "stability_score", "kind"}
+            "stability_score", "kind", "region_kind"}
 
 
 def _png_size(data: bytes) -> tuple[int, int]:

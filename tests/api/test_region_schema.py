@@ -39,3 +39,22 @@ def test_segment_text_candidate_is_a_hit_without_ids():
 
 def test_openapi_states_the_shared_maximum_k():
     assert SearchRequest.model_json_schema()["properties"]["k"]["maximum"] == MAX_K == 1000
+
+
+def test_track_hit_and_track_out_are_the_track_json():
+    from dataclasses import replace
+
+    from api.schemas import TrackHit, TrackOut
+    from regionsearch.types import TrackFrameRecord, TrackInfo
+
+    info = TrackInfo(video_id=3, video_path="/v.mp4", fps=25.0, duration_s=None, frame_start=4, frame_end=40,
+                     t_start=0.16, t_end=1.6, best_frame=12, best_t=0.48)
+    track = replace(RECORD, kind="track", track=info)
+    data = track.to_hit(0.5).to_json()
+    assert list(data) == list(TrackHit.model_fields) and data["kind"] == "track"
+    assert data["best_frame"] == {"frame": 12, "t": 0.48, "bbox": [1.0, 2.0, 3.0, 4.0], "mask": RECORD.rle}
+    assert TrackHit.model_validate(data).model_dump() == data
+    frames = [TrackFrameRecord(4, 0.16, (0.0, 0.0, 1.0, 1.0), {"size": [8, 9], "counts": "x"}, 1)]
+    doc = track.track_json(frames=frames)
+    assert list(doc) == list(TrackOut.model_fields) and doc["frames"][0]["frame"] == 4
+    assert TrackOut.model_validate(doc).model_dump() == doc

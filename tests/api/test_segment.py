@@ -148,7 +148,7 @@ def test_segment_text(client, first_ids, scenes):
     same_class = [m for m, c in zip(scene.masks, scene.captions) if c == caption]
     best_iou = max((top & m).sum() / (top | m).sum() for m in same_class)
     assert best_iou >= 0.5, (caption, regions[0]["bbox"], best_iou)
-    assert any(x["kind"] == "whole" for x in client.post(
+    assert any(x["region_kind"] == "whole" for x in client.post(
         "/v1/segment/text", json={"image_id": first_ids["image"], "text": "scene", "k": 50}).json()["regions"])
     bad = client.post("/v1/segment/text", json={"image_id": first_ids["image"], "text": "", "k": 5})
     assert bad.status_code == 422

@@ -39,7 +39,8 @@ def test_hits_are_sorted_and_carry_the_json_schema(shapes_engine):
     assert scores == sorted(scores, reverse=True)
     doc = hits[0].to_json()
     assert set(doc) == {"region_id", "image_id", "image_path", "score", "bbox", "area", "mask",
-                        "predicted_iou", "stability_score", "kind"}
+                        "predicted_iou", "stability_score", "kind", "region_kind"}
+    assert doc["kind"] == "region" and doc["region_kind"] in ("mask", "whole")
     assert set(doc["mask"]) == {"size", "counts"} and isinstance(doc["mask"]["counts"], str)
     assert len(doc["bbox"]) == 4
 

@@ -107,7 +107,8 @@ def test_replace_changed_image_and_failures(store):
     assert sorted(second.removed_region_ids.tolist()) == sorted(first.region_ids.tolist())
     assert min(second.region_ids) > max(first.region_ids)  # ids are never reused
     assert second.image_ids[0] != first.image_ids[0]
-    assert store.counts() == {"images_indexed": 1, "images_failed": 1, "regions": 2, "embeddings": 2}
+    assert store.counts() == {"images_indexed": 1, "images_failed": 1, "regions": 2, "embeddings": 2,
+                              "videos_indexed": 0, "tracks": 0, "track_frames": 0}
     fails = store.failures()
     assert [(f.path, f.status, f.error) for f in fails] == [("/bad.jpg", "failed", "not an image")]
     # a failure replaced by a success
@@ -132,7 +133,8 @@ def test_cascade_on_delete(store):
     store.write_batch([make_result("/a.jpg", n=2)], dim=DIM)
     with store.engine.begin() as conn:
         conn.execute(delete(images))
-    assert store.counts() == {"images_indexed": 0, "images_failed": 0, "regions": 0, "embeddings": 0}
+    assert store.counts() == {"images_indexed": 0, "images_failed": 0, "regions": 0, "embeddings": 0,
+                              "videos_indexed": 0, "tracks": 0, "track_frames": 0}
 
 
 def test_batch_validation(store):

@@ -1,0 +1,94 @@
+"""Tracks through the HTTP API: /v1/search with filters.media, the track hit schema, GET
+/v1/tracks/{id}, a track's region and crop (one image + one moving-shapes clip, tiny models)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+from .conftest import make_settings, png_bytes
+
+pytestmark = pytest.mark.slow  # indexes a clip with the tiny models (~35 s of CPU)
+
+
+@pytest.fixture(scope="module")
+def video_client(tmp_path_factory, scenes):
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from regionsearch.config import load_config
+    from regionsearch.engine import Engine
+    from regionsearch.testing.clips import make_clip, write_mp4
+
+    root = tmp_path_factory.mktemp("api_video")
+    media = root / "media"
+    media.mkdir()
+    (media / "scene.png").write_bytes(png_bytes(scenes[0].image))
+    clip = make_clip(90_021, "slow", n_frames=4)
+    write_mp4(clip.spec, media / "clip.mp4")
+    with Engine(load_config("tiny"), root / "data") as eng:
+        report = eng.index([str(media)], progress=False)
+    assert (report.indexed, report.videos, report.failed) == (2, 1, 0), report.as_dict()
+    with TestClient(create_app(make_settings(root / "data")), raise_server_exceptions=False) as c:
+        yield c, clip
+
+
+def test_search_media_and_track_hit_schema(video_client):
+    client, clip = video_client
+    caption = clip.captions[0]
+    r = client.post("/v1/search", json={"text": caption, "k": 5})
+    assert r.status_code == 200, r.text
+    hits = r.json()["hits"]
+    top = hits[0]
+    assert top["kind"] == "track" and top["video"]["path"].endswith("clip.mp4")
+    assert set(top) == {"kind", "region_id", "score", "video", "t_start", "t_end", "frame_start", "frame_end",
+                        "best_frame"}
+    assert all(h["kind"] == "region" and h["region_kind"] in ("mask", "whole") for h in hits if h["kind"] != "track")
+    only_images = client.post("/v1/search", json={"text": caption, "k": 5, "filters": {"media": "image"}}).json()
+    assert only_images["hits"] and all(h["kind"] == "region" for h in only_images["hits"])
+    only_videos = client.post("/v1/search", json={"text": caption, "k": 50, "filters": {"media": "video"}}).json()
+    assert only_videos["hits"] and all(h["kind"] == "track" for h in only_videos["hits"])
+    bad = client.post("/v1/search", json={"text": caption, "filters": {"media": "films"}})
+    assert bad.status_code == 422
+
+
+def test_get_track_region_and_crop(video_client):
+    from PIL import Image
+
+    client, clip = video_client
+    top = client.post("/v1/search", json={"text": clip.captions[0], "k": 1, "filters": {"media": "video"}}).json()
+    tid = top["hits"][0]["region_id"]
+    r = client.get(f"/v1/tracks/{tid}")
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert doc["kind"] == "track" and doc["region_id"] == tid and doc["frames"]
+    frames = [f["frame"] for f in doc["frames"]]
+    assert frames == sorted(frames) and frames[0] == doc["frame_start"] and frames[-1] == doc["frame_end"]
+    assert all(set(f) == {"frame", "t", "bbox", "mask"} for f in doc["frames"])
+    assert doc["best_frame"]["frame"] in frames
+    region = client.get(f"/v1/regions/{tid}").json()
+    assert region["kind"] == "track" and region["mask"] == doc["best_frame"]["mask"]
+    crop = client.get(f"/v1/regions/{tid}/crop.png?size=64")
+    assert crop.status_code == 200 and crop.headers["content-type"] == "image/png"
+    assert max(Image.open(io.BytesIO(crop.content)).size) == 64
+    missing = client.get("/v1/tracks/987654")
+    assert missing.status_code == 404 and "no track with id 987654" in missing.json()["error"]
+    image_region = next(h for h in client.post("/v1/search", json={"text": "scene", "k": 5,
+                                                                   "filters": {"media": "image"}}).json()["hits"])
+    not_track = client.get(f"/v1/tracks/{image_region['region_id']}")
+    assert not_track.status_code == 404 and "not a track" in not_track.json()["error"]
+    assert client.get("/v1/tracks/0").status_code == 422
+    assert np.isfinite(doc["t_end"])
+
+
+def test_a_video_file_is_served_streamed_with_ranges(video_client):
+    client, _ = video_client
+    top = client.post("/v1/search", json={"text": "shape", "k": 1, "filters": {"media": "video"}}).json()["hits"][0]
+    vid = top["video"]["id"]
+    full = client.get(f"/v1/images/{vid}/file")
+    assert full.status_code == 200 and full.headers["content-type"] == "video/mp4"
+    assert full.content[4:8] == b"ftyp"
+    part = client.get(f"/v1/images/{vid}/file", headers={"Range": "bytes=0-15"})
+    assert part.status_code == 206 and part.content == full.content[:16]
