@@ -289,6 +289,8 @@ class InfoOut(BaseModel):
     images_indexed: int
     images_failed: int
     regions: int
+    videos_indexed: int = Field(default=0, description="videos indexed into object tracks")
+    tracks: int = Field(default=0, description="video object tracks (each is also a region)")
     vectors: int
     tombstones: int
     index_type: str
