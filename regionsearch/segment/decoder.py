@@ -44,6 +44,15 @@ each copy. Here:
    torch's softmax over a last axis of ~8 elements is several times slower than over a
    leading axis with ``hw`` contiguous elements behind it.
 
+8. **The output heads stay in float32** with a reduced ``dtype``: the IoU prediction head and
+   the hypernetwork MLPs run on sam2's float32 weights and the float32 transformer output. They
+   are a few rows per prompt (no measurable cost), and they decide which candidates survive:
+   the IoU prediction ranks the NMS and the hypernetwork weights set every logit. Measured on
+   held-out shapes scenes with the tiny trained models (``benchmarks/index_throughput.py --part
+   agreement``): with everything in bfloat16 the agreement with sam2 was 1.000 / 0.984-0.992;
+   with these heads in float32 1.000 / 1.000, the same as computing also the final mask product
+   or the whole upscaling in float32, which cost more.
+
 Results equal sam2's up to floating-point summation order (``tests/segment/test_decoder.py``:
 the tiny model and the real hiera-tiny architecture, float32, points, boxes, mask inputs,
 single and multimask). With ``dtype`` bfloat16/float16 the prompt-dependent work runs under
@@ -370,8 +379,11 @@ class SharedWorkDecoder:
         dynamic = not multimask and md.dynamic_multimask_via_stability and not md.training
         chosen = list(range(1, md.num_mask_tokens)) if multimask else \
             list(range(md.num_mask_tokens)) if dynamic else [0]
-        hyper = torch.stack([md.output_hypernetworks_mlps[i](hs[:, s + 1 + i]) for i in chosen], dim=1)
-        iou = md.iou_prediction_head(hs[:, s])
+        # the output heads in float32 (module docstring, point 8): sam2's float32 weights on the
+        # float32 tokens; a few rows per prompt, so this costs nothing measurable
+        heads, hs = self.model.sam_mask_decoder, hs.float()
+        hyper = torch.stack([heads.output_hypernetworks_mlps[i](hs[:, s + 1 + i]) for i in chosen], dim=1)
+        iou = heads.iou_prediction_head(hs[:, s])
 
         # ---- upscaling on channels-last tokens in block order (module docstring, point 4)
         (w1, b1, c4), (w2, b2, c8) = self.up
@@ -380,6 +392,7 @@ class SharedWorkDecoder:
         up = dc1_act(F.layer_norm(up, (c4,), self.ln1.weight, self.ln1.bias, self.ln1.eps))
         up = dc2_act(F.linear(up, w2, b2).reshape(b, -1, c8) + ctx.feat_s0)
         k = len(chosen)
+        hyper = hyper.to(up.dtype)
         masks = torch.matmul(up, hyper.transpose(1, 2))  # (B, hw*16, K) block order
         masks = masks.reshape(b, h, w, 2, 2, 2, 2, k).permute(0, 7, 1, 3, 5, 2, 4, 6).reshape(b, k, 4 * h, 4 * w)
 
@@ -391,12 +404,21 @@ class SharedWorkDecoder:
 
 
 
-def _inductor_cache() -> None:
-    """Keep ``torch.compile``'s generated kernels across processes (the compilation costs tens of
-    seconds per process and batch shape): ``$TORCHINDUCTOR_CACHE_DIR`` if set, else
-    ``$XDG_CACHE_HOME/regionsearch/inductor`` (``~/.cache/...``)."""
+def inductor_cache_dir() -> Any:
+    """Where ``torch.compile``'s generated kernels are kept across processes:
+    ``$TORCHINDUCTOR_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/regionsearch/inductor``
+    (``~/.cache/...``)."""
     import os
     from pathlib import Path
 
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(base / "regionsearch" / "inductor"))
+    if os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
+        return Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "regionsearch" / "inductor"
+
+
+def _inductor_cache() -> None:
+    """Keep ``torch.compile``'s kernels across processes (the compilation costs tens of seconds
+    per process and batch shape): points inductor at :func:`inductor_cache_dir`."""
+    import os
+
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(inductor_cache_dir()))

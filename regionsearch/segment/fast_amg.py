@@ -216,7 +216,10 @@ class FastAutomaticSegmenter:
             out["points"].append(pts_rep[keep])
         if not out["logits"]:
             lh, lw = (4 * s for s in ctx.hw)
-            return {"logits": torch.zeros((0, lh, lw)), "iou": torch.zeros((0,)), "points": torch.zeros((0, 2))}
+            # on the predictor's device: coarse-to-fine concatenates these with the other pass's (CUDA)
+            dev = pred.device
+            return {"logits": torch.zeros((0, lh, lw), device=dev), "iou": torch.zeros((0,), device=dev),
+                    "points": torch.zeros((0, 2), device=dev)}
         res = {k: torch.cat(v) for k, v in out.items()}
         stats.lowres_survivors += int(res["logits"].shape[0])
         return res
@@ -260,7 +263,9 @@ class FastAutomaticSegmenter:
             stabs.append(stab[keep])
             boxes.append(_mask_boxes(logits[keep] > self.mask_threshold))
         if not keep_all:
-            return {**cand, "stab": torch.zeros((0,)), "boxes": torch.zeros((0, 4), dtype=torch.int64)}
+            dev = cand["logits"].device
+            return {**cand, "stab": torch.zeros((0,), device=dev),
+                    "boxes": torch.zeros((0, 4), dtype=torch.int64, device=dev)}
         keep = torch.cat(keep_all)
         return {**{k: v[keep] for k, v in cand.items()}, "stab": torch.cat(stabs), "boxes": torch.cat(boxes)}
 

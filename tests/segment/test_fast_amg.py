@@ -101,9 +101,9 @@ def test_agreement_with_sam2_on_held_out_scenes_with_the_trained_model(coarse_to
     """Equal thresholds (tiny preset), 8 held-out scenes. One grid in exact float32 makes every
     decision sam2 makes, so both directions must match completely. The default precision
     (``segment.dtype: auto``: bfloat16 where the CPU multiplies it natively) moves logits near the
-    thresholds: measured 1.000 / 0.989 here and 1.000 / 0.984 on the benchmark's 12 scenes, held
-    to >= 0.98 both ways (issue #12 asks 0.99: not met yet). Coarse-to-fine prompting skips
-    prompts on purpose and must keep >= 0.9 of sam2's masks and add none sam2 would not find
+    thresholds; with the decoder's output heads kept in float32 (``decoder.py``, point 8) it must
+    reach issue #12's bar, >= 0.99 both ways (measured 1.000 / 1.000 over 88 masks; everything in
+    bfloat16 measured 1.000 / 0.989 here). Coarse-to-fine prompting skips prompts on purpose and must keep >= 0.9 of sam2's masks and add none sam2 would not find
     (reverse >= 0.95)."""
     cfg = load_config("tiny", {"segment": {"coarse_to_fine": coarse_to_fine, "coarse_step": 4, "dtype": dtype}})
     model = load_sam2(cfg.models.sam, "cpu")
@@ -128,4 +128,4 @@ def test_agreement_with_sam2_on_held_out_scenes_with_the_trained_model(coarse_to
     elif dtype == "float32":
         assert np.mean(fwd) == 1.0 and np.mean(rev) == 1.0, (np.mean(fwd), np.mean(rev))
     else:
-        assert np.mean(fwd) >= 0.98 and np.mean(rev) >= 0.98, (np.mean(fwd), np.mean(rev))
+        assert np.mean(fwd) >= 0.99 and np.mean(rev) >= 0.99, (np.mean(fwd), np.mean(rev))
