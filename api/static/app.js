@@ -320,7 +320,7 @@ function imageTile(im) {
   count.className = "kind"; count.textContent = plural(im.regions, "region");
   meta.append(name, count);
   card.append(img, meta);
-  const open = () => { pendingRelation = null; go({ image: im.image_id, sel: null }); };
+  const open = () => { pendingRelation = null; go({ image: im.image_id, sel: null }); revealViewer(); };
   card.addEventListener("click", open);
   card.addEventListener("keydown", (ev) => { if (ev.key === "Enter") open(); });
   if (view.image === im.image_id) card.classList.add("active");
@@ -348,9 +348,14 @@ function hitCard(h, rank) {
     card.classList.add("relational");
   }
   card.append(img, bar, meta, likeButton(h.region_id, "link"));
-  card.addEventListener("click", () => { pendingRelation = h.relation || null; go({ image: h.image_id, sel: h.region_id }); });
+  card.addEventListener("click", () => { pendingRelation = h.relation || null; go({ image: h.image_id, sel: h.region_id }); revealViewer(); });
   if (view.sel === h.region_id) card.classList.add("active");
   return card;
+}
+
+// on a narrow screen the viewer sits below the results: bring it into view
+function revealViewer() {
+  if (window.matchMedia("(max-width: 900px)").matches) $("viewer").scrollIntoView({ behavior: "smooth", block: "start" });
 }
 
 function likeButton(regionId, cls) {
