@@ -527,7 +527,7 @@ function closeViewer() {
 function fitImage() {
   if (!state.image) return;
   const wrap = document.querySelector(".stage-wrap"), img = $("viewer-img");
-  const availW = wrap.clientWidth - 12, availH = Math.max(240, window.innerHeight * 0.5);
+  const availW = wrap.clientWidth - 12, availH = Math.max(240, window.innerHeight * 0.42);
   const scale = Math.min(availW / state.image.width, availH / state.image.height);
   img.style.width = `${Math.floor(state.image.width * scale)}px`;
   img.style.height = `${Math.floor(state.image.height * scale)}px`;
@@ -649,7 +649,7 @@ function selectRegion(id) {
   list.querySelectorAll("li").forEach((li) => li.classList.toggle("active", Number(li.dataset.regionId) === id));
   const li = list.querySelector("li.active");
   if (li && (li.offsetTop < list.scrollTop || li.offsetTop + li.offsetHeight > list.scrollTop + list.clientHeight)) {
-    list.scrollTop = li.offsetTop - 8;
+    list.scrollTop = li.offsetTop;
   }
 }
 
