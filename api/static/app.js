@@ -147,8 +147,9 @@ function go(changes, push = true) {
 const resultsKey = (v) => JSON.stringify([mode(v), v.q, v.like, v.qimg, v.prefix, v.area, v.score, v.one, v.k]);
 
 function show(next) {
-  const prevSel = view.sel;
+  const prevSel = view.sel, prevQ = view.q;
   Object.assign(view, next);
+  if (view.q !== prevQ || !run.key) $("q").value = view.q;  // else keep what is being typed
   syncControls();
   if (resultsKey(view) !== run.key || view.n < run.count) loadResults(false);
   else if (view.n > run.count && !run.exhausted && !run.loading) loadResults(true);
@@ -158,7 +159,6 @@ function show(next) {
 
 function syncControls() {
   const m = mode(view);
-  $("q").value = view.q;
   $("f-prefix").value = view.prefix; $("f-area").value = view.area; $("f-score").value = view.score;
   $("per-image").checked = view.one;
   if (![...$("k").options].some((o) => Number(o.value) === view.k)) {  // a page size from a link
