@@ -320,7 +320,7 @@ function imageTile(im) {
   count.className = "kind"; count.textContent = plural(im.regions, "region");
   meta.append(name, count);
   card.append(img, meta);
-  const open = () => { pendingRelation = null; go({ image: im.image_id, sel: null }); revealViewer(); };
+  const open = () => { pendingRelation = null; go({ image: im.image_id, sel: null }); };
   card.addEventListener("click", open);
   card.addEventListener("keydown", (ev) => { if (ev.key === "Enter") open(); });
   if (view.image === im.image_id) card.classList.add("active");
@@ -348,14 +348,9 @@ function hitCard(h, rank) {
     card.classList.add("relational");
   }
   card.append(img, bar, meta, likeButton(h.region_id, "link"));
-  card.addEventListener("click", () => { pendingRelation = h.relation || null; go({ image: h.image_id, sel: h.region_id }); revealViewer(); });
+  card.addEventListener("click", () => { pendingRelation = h.relation || null; go({ image: h.image_id, sel: h.region_id }); });
   if (view.sel === h.region_id) card.classList.add("active");
   return card;
-}
-
-// on a narrow screen the viewer sits below the results: bring it into view
-function revealViewer() {
-  if (window.matchMedia("(max-width: 900px)").matches) $("viewer").scrollIntoView({ behavior: "smooth", block: "start" });
 }
 
 function likeButton(regionId, cls) {
@@ -514,6 +509,12 @@ async function openImage(imageId) {
   $("seg-status").className = "status small";
   $("seg-status").textContent = "Click the image to segment with SAM 2.1.";
   $("viewer").dataset.state = "done";
+}
+
+// on a narrow screen the viewer sits below the results: bring it into view when a result opens it
+function revealViewer(ev) {
+  const opened = ev.target.closest(".hit:not(.track), .tile") && !ev.target.closest(".like");
+  if (opened && window.matchMedia("(max-width: 900px)").matches) $("viewer").scrollIntoView({ behavior: "smooth", block: "start" });
 }
 
 function closeViewer() {
@@ -812,6 +813,7 @@ function setupControls() {
   $("query-close").addEventListener("click", () => go({ q: "", like: null, qimg: null, n: view.k }));
   $("more").addEventListener("click", () => { $("more").disabled = true; go({ n: view.n + view.k }, false); });
   window.addEventListener("popstate", () => { pendingRelation = null; show(readURL()); });
+  $("results").addEventListener("click", revealViewer);
 }
 
 async function checkReady() {
