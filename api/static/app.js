@@ -147,8 +147,9 @@ function go(changes, push = true) {
 const resultsKey = (v) => JSON.stringify([mode(v), v.q, v.like, v.qimg, v.prefix, v.area, v.score, v.one, v.k]);
 
 function show(next) {
-  const prevSel = view.sel;
+  const prevSel = view.sel, prevQ = view.q;
   Object.assign(view, next);
+  if (view.q !== prevQ || !run.key) $("q").value = view.q;  // else keep what is being typed
   syncControls();
   if (resultsKey(view) !== run.key || view.n < run.count) loadResults(false);
   else if (view.n > run.count && !run.exhausted && !run.loading) loadResults(true);
@@ -158,7 +159,6 @@ function show(next) {
 
 function syncControls() {
   const m = mode(view);
-  $("q").value = view.q;
   $("f-prefix").value = view.prefix; $("f-area").value = view.area; $("f-score").value = view.score;
   $("per-image").checked = view.one;
   if (![...$("k").options].some((o) => Number(o.value) === view.k)) {  // a page size from a link
@@ -539,6 +539,12 @@ async function openImage(imageId) {
   $("viewer").dataset.state = "done";
 }
 
+// on a narrow screen the viewer sits below the results: bring it into view when a result opens it
+function revealViewer(ev) {
+  const opened = ev.target.closest(".hit:not(.track), .tile") && !ev.target.closest(".like");
+  if (opened && window.matchMedia("(max-width: 900px)").matches) $("viewer").scrollIntoView({ behavior: "smooth", block: "start" });
+}
+
 function closeViewer() {
   viewerToken++;
   state.openId = null; state.image = null; state.scene = null;
@@ -550,7 +556,7 @@ function closeViewer() {
 function fitImage() {
   if (!state.image) return;
   const wrap = document.querySelector(".stage-wrap"), img = $("viewer-img");
-  const availW = wrap.clientWidth - 12, availH = Math.max(240, window.innerHeight * 0.5);
+  const availW = wrap.clientWidth - 12, availH = Math.max(240, window.innerHeight * 0.42);
   const scale = Math.min(availW / state.image.width, availH / state.image.height);
   img.style.width = `${Math.floor(state.image.width * scale)}px`;
   img.style.height = `${Math.floor(state.image.height * scale)}px`;
@@ -672,7 +678,7 @@ function selectRegion(id) {
   list.querySelectorAll("li").forEach((li) => li.classList.toggle("active", Number(li.dataset.regionId) === id));
   const li = list.querySelector("li.active");
   if (li && (li.offsetTop < list.scrollTop || li.offsetTop + li.offsetHeight > list.scrollTop + list.clientHeight)) {
-    list.scrollTop = li.offsetTop - 8;
+    list.scrollTop = li.offsetTop;
   }
 }
 
@@ -835,6 +841,7 @@ function setupControls() {
   $("query-close").addEventListener("click", () => go({ q: "", like: null, qimg: null, n: view.k }));
   $("more").addEventListener("click", () => { $("more").disabled = true; go({ n: view.n + view.k }, false); });
   window.addEventListener("popstate", () => { pendingRelation = null; show(readURL()); });
+  $("results").addEventListener("click", revealViewer);
 }
 
 async function checkReady() {

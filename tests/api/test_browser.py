@@ -89,6 +89,7 @@ def web_page(live_server) -> Iterator[tuple]:
         errors = watch(page)
         page.goto(live_server.url + "/")
         page.wait_for_selector("#ready.ok", timeout=T)
+        settle(page)  # the first view (browsing) has loaded: nothing is cut off by the caller's next step
         yield page, errors
 
 
