@@ -211,9 +211,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse({"error": "internal error"}, status_code=500)
 
-    from .routes import health, images, regions, scene, search, segment
+    from .routes import health, images, regions, scene, search, segment, video_segment
 
-    for module in (health, search, regions, segment, images, scene):
+    for module in (health, search, regions, segment, video_segment, images, scene):
         app.include_router(module.router)
 
     @app.get("/", include_in_schema=False)
