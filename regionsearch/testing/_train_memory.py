@@ -261,7 +261,8 @@ def _resume(out: Path, model: Any, opt: Any) -> dict[str, Any]:
 
 def train_memory(out: Path, minutes: float, base: Path = WEIGHTS_DIR / SAM_CHECKPOINT, seed: int = 0,
                  frames: int = 8, lr: float = 1e-3, warmup: int = 40, eval_every_s: float = 300.0,
-                 p_second_cond: float = 0.5, clips: int = 4, resume: bool = False) -> dict[str, Any]:
+                 p_second_cond: float = 0.5, clips: int = 4, resume: bool = False,
+                 initial_eval: bool = True) -> dict[str, Any]:
     """Train for ``minutes`` of wall-clock time (a resumed run gets ``minutes`` in total)."""
     import torch
 
@@ -276,7 +277,7 @@ def train_memory(out: Path, minutes: float, base: Path = WEIGHTS_DIR / SAM_CHECK
     if resume and (out / "memory_last.pt").is_file():
         prog = _resume(out, model, opt)
         log.info("resumed at step %d (%.0f s)", prog["step"], prog["elapsed_s"])
-    else:
+    elif initial_eval:
         prog["curve"].append({"step": 0, "wall_s": 0.0, **evaluate(model)})
         log.info("untrained: %s", prog["curve"][-1])
     rng = np.random.default_rng([seed, prog["counter"]])
@@ -322,6 +323,38 @@ def _checkpoint(model: Any, opt: Any, prog: dict[str, Any], running: dict[str, f
     (out / "memory_curve.json").write_text(json.dumps(prog["curve"], indent=1))
 
 
+def finalize(out: Path, command: str, machine: str) -> dict[str, Any]:
+    """Record the run in ``weights/MANIFEST.json`` (section ``memory``: learning curve, what was
+    trained, data seeds) and, when the best held-out score beats the untrained memory path,
+    install ``OUT/tiny_sam2.pt`` as the committed tiny checkpoint (sha256 and size updated)."""
+    import hashlib
+
+    state = __import__("torch").load(str(out / "memory_last.pt"), map_location="cpu", weights_only=False)
+    prog = state["progress"]
+    curve = prog["curve"]
+    untrained = next((c["miou"] for c in curve if c["step"] == 0), None)
+    best = max((c for c in curve if c["step"] > 0), key=lambda c: c["miou"], default=None)
+    installed = best is not None and (untrained is None or best["miou"] > untrained)
+    manifest_path = WEIGHTS_DIR / "MANIFEST.json"
+    manifest = json.loads(manifest_path.read_text())
+    if installed:
+        data = (out / SAM_CHECKPOINT).read_bytes()
+        (WEIGHTS_DIR / SAM_CHECKPOINT).write_bytes(data)
+        manifest["files"][SAM_CHECKPOINT].update(sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
+    manifest["memory"] = {
+        "command": command, "machine": machine, "script": "regionsearch/testing/_train_memory.py",
+        "trained": list(TRAINABLE), "frozen": "everything else (image encoder, no_mem_embed, prompt encoder, mask "
+        "decoder incl. its object-score token): bit-identical, tests/video/test_tiny_memory.py",
+        "data": f"regionsearch.testing.clips, slow and fast presets, 16-frame clips, seeds {TRAIN_SEED}+ (training), "
+                f"held-out curve: {EVAL_CLIPS} slow + {EVAL_CLIPS} fast 12-frame clips from seed {EVAL_SEED} (fast: +5000)",
+        "curve_metric": "mean per-object mIoU tracking from the frame-0 ground-truth mask (memory propagator)",
+        "steps": prog["step"], "train_seconds": round(prog["elapsed_s"], 1), "curve": curve,
+        "untrained_miou": untrained, "best": best, "installed": installed,
+    }
+    manifest_path.write_text(json.dumps(manifest, indent=1) + "\n")
+    return manifest["memory"]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=50.0, help="wall-clock budget (total, over resumes)")
@@ -333,15 +366,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=8, help="frames per training window")
     ap.add_argument("--clips", type=int, default=4, help="clip windows per step (batched)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--finalize", metavar="COMMAND", help="record the finished run in weights/MANIFEST.json (the "
+                    "training COMMAND as text) and install the best checkpoint if it beats the untrained one")
+    ap.add_argument("--machine", default="shared 2-core CPU VM, heavy contention (load 10-16), one torch thread, nice 10")
+    ap.add_argument("--no-initial-eval", action="store_true", help="skip the held-out score of the untrained model")
     args = ap.parse_args(argv)
     import torch
 
     torch.set_num_threads(args.threads)
+    if args.finalize:
+        rec = finalize(args.out, args.finalize, args.machine)
+        print(json.dumps({k: rec[k] for k in ("steps", "untrained_miou", "best", "installed")}, indent=1))
+        return 0
     args.out.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s",
                         handlers=[logging.StreamHandler(), logging.FileHandler(args.out / "train.log")])
     prog = train_memory(args.out, args.minutes, base=args.base, frames=args.frames, lr=args.lr,
-                        eval_every_s=args.eval_every_s, clips=args.clips, resume=args.resume)
+                        eval_every_s=args.eval_every_s, clips=args.clips, resume=args.resume,
+                        initial_eval=not args.no_initial_eval)
     log.info("done: %d steps, best held-out mIoU %.3f", prog["step"], prog["best"])
     return 0
 
