@@ -1,6 +1,6 @@
 """schemathesis hooks (``SCHEMATHESIS_HOOKS=tests.api.schemathesis_hooks``): what a JSON schema
 cannot state, taught to the generator for *positive* cases only (``/v1/segment/video``: the
-upload is a real 4-frame mp4, frames inside it and its range, a mask of its size).
+upload is a real 2-frame mp4, frames inside it and its range, a mask of its size).
 
 The served schema states every limit it can (lengths, ranges, item counts, prompt groups). A
 multipart ``prompt`` part's text is "not blank" in words (see ``api/openapi.py``), so valid cases
@@ -46,12 +46,12 @@ def _mp4() -> bytes:
         return write_mp4(clip_spec(11, "slow", n_frames=VIDEO_FRAMES, size=SIDE), Path(tmp) / "v.mp4").read_bytes()
 
 
-VIDEO_FRAMES = 4  # the upload below: a SIDE x SIDE moving-shapes clip of this many frames
+VIDEO_FRAMES = 2  # the upload below: a SIDE x SIDE moving-shapes clip of this many frames (few: each costs model work)
 MP4 = _mp4()
 
 
 def _fix_video_prompt(prompt: dict) -> None:
-    """Frames inside the 4-frame clip and its range, geometry inside it, a mask of its size."""
+    """Frames inside the clip and its range, geometry inside it, a mask of its size."""
     from regionsearch.masks import encode_rle
 
     _fix_prompt(prompt)
