@@ -98,7 +98,7 @@ def real_size_parts(args: argparse.Namespace) -> dict:
         clicks = [interior_point(m) for m in clip.masks[1]]
         chain_obj = _cpu(lambda: [seg.predict(handle, points=[c], labels=[1], multimask=True) for c in clicks], 2) / n_obj
     emb = ClipEmbedder(bundle, 32)
-    crops = [np.full((224, 224, 3), 100 + 20 * i, np.uint8) for i in range(args.n_crops * n_obj)]
+    crops = [np.full((224, 224, 3), (40 + 20 * i) % 256, np.uint8) for i in range(args.n_crops * n_obj)]
     emb.embed_images(crops[:2])
     crop_s = _cpu(lambda: emb.embed_images(crops)) / len(crops)
     amg_file = REPO / "benchmarks" / "results" / "index_throughput-speed-project.json"
