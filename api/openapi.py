@@ -266,6 +266,9 @@ def document_limits(spec: dict, s: Settings, *, max_k: int | None) -> dict:
                          "properties": {"text": text, "k": copy.deepcopy(body["properties"]["k"])}}
         _multipart(seg_text, s, lambda props: props.__setitem__("prompt", {**prompt_schema, "description": props[
             "prompt"].get("description", "")}))
+    from .routes.video_segment import document as document_video_segment
+
+    document_video_segment(spec, s.max_points)
     box = _form_body(spec, image_search)
     if box and "box" in box["properties"]:
         number = r"\d{1,6}(\.\d{1,6})?"

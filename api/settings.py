@@ -52,6 +52,10 @@ class Settings(BaseModel):
     segment_cache_size: int = Field(default=16, ge=1)
     #: mask-logit handles kept for refinement (LRU)
     logits_cache_size: int = Field(default=512, ge=1)
+    #: video frames whose image features /v1/segment/video keeps (LRU, by video hash and frame)
+    video_feature_cache_frames: int = Field(default=64, ge=1)
+    #: sampled frames /v1/segment/video holds for one backward propagation
+    video_max_backward_frames: int = Field(default=300, ge=1)
     #: seconds between checks for index data committed by another process
     reload_interval_s: float = Field(default=1.0, ge=0)
     #: load the models during startup (else on first use)

@@ -164,6 +164,18 @@ class VideoStoreMixin:
             row = conn.execute(select(videos).where(videos.c.image_id == int(image_id))).first()
         return None if row is None else dict(row._mapping)
 
+    def get_video(self, image_id: int) -> Any:
+        """An indexed video's row (``path``, ``sha256``, ``width``, ``height`` and the ``videos``
+        columns; attribute access), or None when ``image_id`` is not an indexed video."""
+        if not self.has_video_tables:
+            return None
+        q = (select(images.c.id, images.c.path, images.c.sha256, images.c.width, images.c.height, videos.c.fps,
+                    videos.c.duration_s, videos.c.n_frames)
+             .select_from(images.join(videos, videos.c.image_id == images.c.id))
+             .where(images.c.id == int(image_id), images.c.status == "indexed"))
+        with self.engine.connect() as conn:
+            return conn.execute(q).first()
+
     def video_counts(self) -> dict[str, int]:
         """``videos_indexed``, ``tracks`` and ``track_frames`` (zeros on an older schema)."""
         if not self.has_video_tables:

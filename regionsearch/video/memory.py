@@ -11,6 +11,12 @@ can be added at any keyframe. The score of a proposal is the object-presence pro
 
 Images are resized to the model's square input and normalised with sam2's ImageNet mean/std
 (as ``sam2.utils.misc.load_video_frames`` does); masks come back at the frame's resolution.
+
+A first click or box (:meth:`MemoryPropagator.prompt`) runs the frozen SAM heads on the frame's
+features as sam2's video predictor does on an initial conditioning frame (``no_mem_embed``
+added, multimask output for one click, the candidate with the highest predicted IoU), i.e. what
+the image predictor gives. ``feature_cache`` (an LRU keyed by the caller, e.g. video hash and
+frame index) lets a re-run over the same frames (a correction click) skip the image encoder.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ class MemoryPropagator:
 
     name = "memory"
 
-    def __init__(self, model: Any):
+    def __init__(self, model: Any, feature_cache: Any = None):
         import torch
 
         self.model = model
@@ -47,19 +53,28 @@ class MemoryPropagator:
         self._hw: tuple[int, int] = (0, 0)
         self._mean = torch.tensor(_MEAN).view(3, 1, 1)
         self._std = torch.tensor(_STD).view(3, 1, 1)
+        self.cache = feature_cache
+        self.encoded = 0  # frames that went through the image encoder (not from the cache)
 
-    def _set(self, image: np.ndarray) -> None:
+    def _set(self, image: np.ndarray, key: Any = None) -> None:
         import torch
         import torch.nn.functional as F
 
         self.t += 1
         self._hw = image.shape[:2]
+        cached = self.cache.get(key) if self.cache is not None and key is not None else None
+        if cached is not None:
+            self._feats = cached
+            return
         x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
         x = F.interpolate(x[None], size=(self.size, self.size), mode="bilinear", align_corners=False)[0]
         x = ((x - self._mean) / self._std)[None].to(self.device)
         with torch.inference_mode():
             _, feats, pos, sizes = self.model._prepare_backbone_features(self.model.forward_image(x))
         self._feats = (feats, pos, sizes)
+        self.encoded += 1
+        if self.cache is not None and key is not None:
+            self.cache.put(key, self._feats)
 
     def _run(self, obj: dict[str, Any], mask_input: Any = None) -> tuple[dict[str, Any], np.ndarray, float]:
         import torch
@@ -77,8 +92,8 @@ class MemoryPropagator:
             score = float(torch.sigmoid(logit.float()).max()) if logit is not None else 1.0
         return {k: out[k] for k in _COMPACT if k in out}, (up > 0).cpu().numpy(), score
 
-    def step(self, image: np.ndarray) -> dict[int, Proposal]:
-        self._set(image)
+    def step(self, image: np.ndarray, key: Any = None) -> dict[int, Proposal]:
+        self._set(image, key)
         res: dict[int, Proposal] = {}
         for oid, obj in self.objects.items():
             compact, mask, score = self._run(obj)
@@ -115,14 +130,39 @@ class MemoryPropagator:
     def remove(self, obj_id: int) -> None:
         self.objects.pop(obj_id, None)
 
-    def begin(self, image: np.ndarray) -> None:
+    def begin(self, image: np.ndarray, key: Any = None) -> None:
         """Make ``image`` the current frame without propagating (for a first prompt)."""
-        self._set(image)
+        self._set(image, key)
 
     def prompt(self, points: Sequence[Sequence[float]] | None, labels: Sequence[int] | None,
                box: Sequence[float] | None = None) -> Proposal:
-        raise InvalidRequestError("the memory propagator takes masks (add), not point or box prompts; "
-                                  "use the chain propagator for a click")
+        """A mask on the current frame from clicks ``(x, y)`` pixels with labels 1/0 and/or an
+        XYXY box (see the module doc); condition an object on it with :meth:`add`."""
+        import torch
+        import torch.nn.functional as F
+
+        if self._feats is None:
+            raise InvalidRequestError("no frame yet: call begin(image) or step(image) first")
+        h, w = self._hw
+        pts = [[float(x), float(y)] for x, y in (points or [])]
+        lab = [int(v) for v in (labels or [])]
+        if box is not None:
+            pts = [[float(box[0]), float(box[1])], [float(box[2]), float(box[3])]] + pts
+            lab = [2, 3] + lab
+        if not pts:
+            raise InvalidRequestError("give at least one point or a box")
+        scale = torch.tensor([self.size / w, self.size / h])
+        inputs = {"point_coords": (torch.tensor(pts) * scale)[None].to(self.device),
+                  "point_labels": torch.tensor(lab, dtype=torch.int32)[None].to(self.device)}
+        feats, pos, sizes = self._feats
+        with torch.inference_mode():
+            _, sam_out, _, _ = self.model._track_step(
+                self.t, True, feats, pos, sizes, inputs, None, {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}},
+                self.t + 1, False, None)
+            high, ious = sam_out[4], sam_out[2]
+            up = F.interpolate(high.float(), size=self._hw, mode="bilinear", align_corners=False)[0, 0]
+            score = float(ious.max())
+        return Proposal((up > 0).cpu().numpy(), score)
 
     def memory_entries(self) -> int:
         """Stored outputs over all objects (bounded: see the module doc)."""

@@ -1,5 +1,6 @@
 """schemathesis hooks (``SCHEMATHESIS_HOOKS=tests.api.schemathesis_hooks``): what a JSON schema
-cannot state, taught to the generator for *positive* cases only.
+cannot state, taught to the generator for *positive* cases only (``/v1/segment/video``: the
+upload is a real 2-frame mp4, frames inside it and its range, a mask of its size).
 
 The served schema states every limit it can (lengths, ranges, item counts, prompt groups). A
 multipart ``prompt`` part's text is "not blank" in words (see ``api/openapi.py``), so valid cases
@@ -35,6 +36,38 @@ def _png() -> bytes:
 PNG = _png()
 
 
+def _mp4() -> bytes:
+    import tempfile
+    from pathlib import Path
+
+    from regionsearch.testing.clips import clip_spec, write_mp4
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return write_mp4(clip_spec(11, "slow", n_frames=VIDEO_FRAMES, size=SIDE), Path(tmp) / "v.mp4").read_bytes()
+
+
+VIDEO_FRAMES = 2  # the upload below: a SIDE x SIDE moving-shapes clip of this many frames (few: each costs model work)
+MP4 = _mp4()
+
+
+def _fix_video_prompt(prompt: dict) -> None:
+    """Frames inside the clip and its range, geometry inside it, a mask of its size."""
+    from regionsearch.masks import encode_rle
+
+    _fix_prompt(prompt)
+    if isinstance(prompt.get("frame"), int):
+        prompt["frame"] = prompt["frame"] % VIDEO_FRAMES
+    k = prompt.get("frame", 0) if isinstance(prompt.get("frame"), int) else 0
+    if isinstance(prompt.get("frame_start"), int):
+        prompt["frame_start"] = min(prompt["frame_start"], k)
+    if isinstance(prompt.get("frame_end"), int):
+        prompt["frame_end"] = max(prompt["frame_end"], k)
+    if isinstance(prompt.get("mask"), dict):
+        m = np.zeros((SIDE, SIDE), bool)
+        m[20:40, 24:44] = True
+        prompt["mask"] = encode_rle(m)
+
+
 def _inside(v: Any) -> float:
     return float(np.clip(abs(float(v)), 0, SIDE - 2))
 
@@ -66,7 +99,10 @@ def map_case(context, case):
         return case
     body = case.body
     if "file" in body:
-        body["file"] = PNG  # also replaces schemathesis' 1x1 samples, too small for the geometry below
+        # also replaces schemathesis' 1x1 samples, too small for the geometry below
+        body["file"] = MP4 if case.operation.path == "/v1/segment/video" else PNG
+    if case.operation.path == "/v1/segment/video":
+        _fix_video_prompt(body.get("prompt", body) if isinstance(body.get("prompt"), dict) else body)
     if case.operation.path in ("/v1/segment",):
         _fix_prompt(body.get("prompt", body) if isinstance(body.get("prompt"), dict) else body)
     prompt = body.get("prompt")

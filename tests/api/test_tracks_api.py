@@ -92,3 +92,32 @@ def test_a_video_file_is_served_streamed_with_ranges(video_client):
     assert full.content[4:8] == b"ftyp"
     part = client.get(f"/v1/images/{vid}/file", headers={"Range": "bytes=0-15"})
     assert part.status_code == 206 and part.content == full.content[:16]
+
+
+def test_segment_video_by_the_id_of_an_indexed_video(video_client):
+    """POST /v1/segment/video with ``video_id``: the stored video is read from disk (no upload); a
+    click inside the track's best-frame mask follows the object (per-frame masks overlap the
+    stored track's masks); an unknown id or an image's id is a 404."""
+    import json
+
+    from regionsearch.masks import decode_rle, mask_iou
+
+    client, clip = video_client
+    top = client.post("/v1/search", json={"text": clip.captions[0], "k": 1, "filters": {"media": "video"}}).json()
+    track = client.get(f"/v1/tracks/{top['hits'][0]['region_id']}").json()
+    first = track["frames"][0]
+    ys, xs = np.nonzero(decode_rle(first["mask"]))
+    i = int(np.argmin((ys - ys.mean()) ** 2 + (xs - xs.mean()) ** 2))  # the mask pixel nearest its centroid
+    body = {"video_id": track["video"]["id"], "frame": first["frame"], "points": [[float(xs[i]), float(ys[i])]],
+            "labels": [1], "direction": "forward"}
+    r = client.post("/v1/segment/video", json=body)
+    assert r.status_code == 200, r.text
+    lines = [json.loads(line) for line in r.text.splitlines() if line]
+    by_frame = {d["frame"]: d for d in lines}
+    shared = [f for f in track["frames"] if f["frame"] in by_frame]
+    assert shared, (sorted(by_frame), [f["frame"] for f in track["frames"]])
+    ious = [mask_iou(decode_rle(by_frame[f["frame"]]["mask"]), decode_rle(f["mask"])) for f in shared]
+    assert np.mean(ious) >= 0.5, ious
+    assert client.post("/v1/segment/video", json={**body, "video_id": 987654}).status_code == 404
+    image_id = client.post("/v1/search", json={"text": "scene", "k": 1, "filters": {"media": "image"}}).json()["hits"][0]["image_id"]
+    assert client.post("/v1/segment/video", json={**body, "video_id": image_id}).status_code == 404

@@ -1,5 +1,6 @@
-"""The tiny SAM 2.1's memory dimensions fit its 64-wide model: the image path is bit-identical
-to the one before the fix, and sam2's own video predictor runs on it."""
+"""The tiny SAM 2.1's memory dimensions fit its 64-wide model and its memory path is trained
+(``regionsearch/testing/_train_memory.py``): the image path is bit-identical to the one before
+either change, and sam2's own video predictor runs on it."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ import numpy as np
 import pytest
 
 DATA = Path(__file__).parent / "data"
-#: sha256 over (name, bytes) of every tensor outside the memory encoder, sorted by name, of the
-#: checkpoint *before* the memory dimensions were fixed (the refit may only touch the memory encoder)
-IMAGE_PATH_SHA256 = "7e9d6a26703efab930b4c251fb07a70df34ecde7c9cb7318aaeb9987ce9d2208"
+#: sha256 over (name, bytes) of every tensor the memory-path training leaves frozen
+#: (``_train_memory.is_trainable`` false), sorted by name, of the checkpoint *before* the memory
+#: path was trained; the same tensors were checked unchanged by the memory-dimension refit
+#: (its hash over everything outside the memory encoder: 7e9d6a26...d2208)
+IMAGE_PATH_SHA256 = "73a2d4b793267a23e9271eaa0073296973c55b7435d632f9eae6d77dc6ac0530"
 
 
 @pytest.fixture(scope="module")
@@ -27,13 +30,18 @@ def tiny_sam():
 def test_checkpoint_image_path_tensors_unchanged():
     import torch
 
+    from regionsearch.testing._train_memory import is_trainable
     from regionsearch.testing.tiny import SAM_CHECKPOINT, WEIGHTS_DIR
 
     state = torch.load(WEIGHTS_DIR / SAM_CHECKPOINT, map_location="cpu", weights_only=True)["model"]
     h = hashlib.sha256()
-    for key in sorted(state):
-        if key.startswith("memory_encoder."):
-            continue
+    frozen = [key for key in sorted(state) if not is_trainable(key)]
+    # the image path: encoder, no-memory embedding, prompt encoder, mask decoder (its object-score
+    # token included; only the MLP head reading that token's output is trained)
+    assert any(k.startswith("image_encoder.") for k in frozen) and "no_mem_embed" in frozen
+    assert "sam_mask_decoder.obj_score_token.weight" in frozen
+    assert not any(k.startswith(("memory_attention.", "memory_encoder.")) for k in frozen)
+    for key in frozen:
         h.update(key.encode())
         h.update(state[key].numpy().tobytes())
     assert h.hexdigest() == IMAGE_PATH_SHA256

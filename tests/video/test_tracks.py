@@ -8,7 +8,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from regionsearch.errors import ConfigError, InvalidRequestError, UnknownNameError
+from regionsearch.errors import ConfigError, UnknownNameError
 from regionsearch.evaluation.video import PredTrack, evaluate_tracking, parse_ytvis
 from regionsearch.masks import decode_rle, encode_rle, mask_iou, mask_to_bbox
 from regionsearch.testing.clips import make_clip
@@ -221,5 +221,5 @@ def test_memory_propagator_runs_on_the_tiny_model_with_bounded_memory(pipeline):
     for t in tracks:
         for f in t.frames:
             assert f.rle["size"] == [128, 128]
-    with pytest.raises(InvalidRequestError, match="chain"):
-        prop.prompt([[1, 1]], [1])
+    # a click works on the memory propagator too (the image predictor's mask: test_memory_propagator.py)
+    assert prop.prompt([[1, 1]], [1]).mask.shape == (128, 128)
