@@ -159,6 +159,9 @@ def _rank(datadir: Any, q: np.ndarray, k: int, f: SearchFilters, want: int, tota
     # filters a vector store may apply itself (Milvus); rows are still checked below
     pushdown = {"path_prefix": f.path_prefix, "kinds": _pushdown_kinds(f),
                 "min_area": int(np.ceil(f.min_area)) if f.min_area is not None and f.min_area > 1 else None}
+    # "more like this": a region's near-duplicates (the same object found twice by SAM) are dropped
+    # like near-duplicates among the hits, so they never come first with a score of ~1.0
+    seeds = datadir.fetch_regions(sorted(excluded)) if excluded and dedupe_iou is not None else []
     while True:
         scores, ids = datadir.search_vectors(q, want, **pushdown)
         pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0 and int(i) not in excluded]
@@ -166,6 +169,8 @@ def _rank(datadir: Any, q: np.ndarray, k: int, f: SearchFilters, want: int, tota
         hits: list[SearchHit] = []
         per_image: dict[int, int] = {}
         dedupe = _Dedupe(dedupe_iou, dedupe_contain)
+        for seed in seeds:
+            dedupe.keep(seed)
         best_mask: dict[int, float] = {}
         if whole_margin is not None and (f.kinds is None or "mask" in f.kinds):
             for rid, score in pairs:

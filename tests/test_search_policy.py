@@ -84,3 +84,23 @@ def test_near_duplicates_collapse_into_the_best_hit_unless_dedupe_is_off():
     assert [h.region_id for h in search_vector(source, q, k=5, filters=SearchFilters(dedupe=False))] == [0, 1, 2, 3, 4]
     iou_only = search_vector(source, q, k=5, dedupe_contain=None)
     assert [h.region_id for h in iou_only] == [0, 2, 4]
+
+
+def test_more_like_this_drops_near_duplicates_of_the_query_region():
+    """A region's own near-copies (the same object found twice by SAM) are not "similar regions":
+    with the query region excluded they would come first with a score of ~1.0."""
+    from regionsearch.masks import encode_rle, mask_to_bbox
+    from regionsearch.search import RegionSet
+
+    def region(y0, y1, x0, x1):
+        m = np.zeros((40, 40), bool)
+        m[y0:y1, x0:x1] = True
+        return Region(bbox=mask_to_bbox(m), area=int(m.sum()), rle=encode_rle(m), predicted_iou=0.9)
+
+    regions = [region(0, 20, 0, 20), region(0, 20, 0, 19), region(25, 40, 25, 40), region(22, 30, 0, 10)]
+    vectors = np.stack([_unit(np.array([1.0, s, 0, 0], np.float32)) for s in (0.0, 0.01, 0.3, 0.5)])
+    source = RegionSet(regions, vectors, 40, 40)
+    like_0 = search_vector(source, vectors[0], k=5, exclude=(0,))
+    assert [h.region_id for h in like_0] == [2, 3]  # region 1 (IoU 0.95 with region 0) is dropped
+    assert [h.region_id for h in search_vector(source, vectors[0], k=5, exclude=(0,),
+                                               filters=SearchFilters(dedupe=False))] == [1, 2, 3]
