@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import stat
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -110,11 +111,14 @@ def is_video_file(path: str, extensions: "tuple[str, ...] | list[str]" = VideoCo
     ``ftyp``/``moov``, Matroska/WebM, AVI, MPEG-PS, MPEG-TS with two sync bytes), whatever its
     name, so a mislabelled video is not decoded as a broken image; otherwise by its extension
     (so an empty or broken ``.mp4`` is reported as a bad video, not a bad image)."""
+    head = b""
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(192)
+        # only a regular file is opened: opening a FIFO would block until a writer appears
+        if stat.S_ISREG(os.stat(path).st_mode):
+            with open(path, "rb") as fh:
+                head = fh.read(192)
     except OSError:
-        head = b""
+        pass
     iso = head[4:8] == b"moov" or (head[4:8] == b"ftyp" and head[8:12] not in _IMAGE_BRANDS)
     strong = (iso or head[:4] == b"\x1a\x45\xdf\xa3"
               or (head[:4] == b"RIFF" and head[8:11] == b"AVI")

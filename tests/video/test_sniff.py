@@ -28,3 +28,7 @@ def test_videos_by_content_then_by_extension(tmp_path):
             "notes.webm": True, "stream.bin": True, "image.jpg": False, "missing.png": False, "missing.mov": True}
     assert {name: is_video_file(str(tmp_path / name)) for name in want} == want
     assert not is_video_file(str(tmp_path / "missing.mov"), extensions=(".mp4",))
+    import os
+
+    os.mkfifo(tmp_path / "pipe.jpg")  # never opened (that would block): decided by its name
+    assert not is_video_file(str(tmp_path / "pipe.jpg")) and os.path.exists(tmp_path / "pipe.jpg")
