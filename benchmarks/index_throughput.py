@@ -469,7 +469,7 @@ def part_agreement(args) -> dict:
         base.predictor._bb_feat_sizes = backbone_feature_sizes(sam)
         ours = {dt: FastAutomaticSegmenter(sam, dataclasses.replace(cfg.segment, dtype=dt),
                                            coarse_to_fine=cfg.segment.coarse_to_fine, coarse_step=cfg.segment.coarse_step)
-                for dt in ("float32", cfg.segment.dtype)}
+                for dt in ("float32", cfg.segment.dtype, "bfloat16")}
         rbs: list = []
         rfs: dict[str, list] = {dt: [] for dt in ours}
         tb, tf = 0.0, {dt: 0.0 for dt in ours}
@@ -479,7 +479,9 @@ def part_agreement(args) -> dict:
                 t = time.perf_counter(); rfs[dt].append(seg.generate(scene.image)); tf[dt] += time.perf_counter() - t
         for dt in ours:
             fwd, rev = _agreement(rbs, rfs[dt])
-            name = "exact float32" if dt == "float32" else f"default (dtype {dt})"
+            # "auto" is float32 on CPUs without native bfloat16: bfloat16 (the default on bf16 CPUs
+            # and CUDA) is measured explicitly too, emulated there (same numbers, slower)
+            name = "exact float32" if dt == "float32" else "bfloat16" if dt == "bfloat16" else f"default (dtype {dt})"
             out[f"{preset} {name}"] = {
                 "points_per_side": cfg.segment.amg_params()["points_per_side"], "scenes": args.scenes,
                 "baseline_masks": sum(map(len, rbs)), "project_masks": sum(map(len, rfs[dt])),
