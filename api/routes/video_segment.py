@@ -298,6 +298,10 @@ def document(spec: dict[str, Any], max_points: int) -> None:
     props["labels"].update(type="array", items={"type": "integer", "enum": [0, 1]}, minItems=1, maxItems=max_points)
     props["box"].update(type="array", items={"type": "number"}, minItems=4, maxItems=4)
     props["video_id"].update(minimum=1, maximum=MAX_ID)
+    for name in ("frame", "frame_start", "frame_end"):  # pydantic writes ge/le inside an Optional's anyOf
+        props[name].pop("ge", None)
+        props[name].pop("le", None)
+        props[name].update(minimum=0, maximum=MAX_FRAME)
     groups = {"anyOf": [{"required": ["points", "labels"]}, {"required": ["box"]}, {"required": ["mask"]}],
               "dependentRequired": {"points": ["labels"], "labels": ["points"]},
               "dependentSchemas": {"mask": {"not": {"anyOf": [{"required": ["points"]}, {"required": ["box"]}]}}}}
