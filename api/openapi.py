@@ -279,5 +279,9 @@ def document_limits(spec: dict, s: Settings, *, max_k: int | None) -> dict:
                 # a body that cannot be parsed at all (broken JSON or multipart framing)
                 op["responses"].setdefault("400", {"description": "the body could not be parsed", "content": {
                     "application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}})
+            elif isinstance(op, dict) and any(p.get("in") == "query" for p in op.get("parameters", [])):
+                # the HTTP server refuses a request line over its limit (a long query string: e.g. 9,999
+                # four-byte characters percent-encoded) before the route runs
+                op["responses"].setdefault("400", {"description": "the request line is too long for the server"})
     _links(spec)
     return spec

@@ -63,6 +63,8 @@ def _fix_video_prompt(prompt: dict) -> None:
     if isinstance(prompt.get("frame_end"), int):
         prompt["frame_end"] = max(prompt["frame_end"], k)
     if isinstance(prompt.get("mask"), dict):
+        for name in ("points", "labels", "box"):  # a mask prompt goes alone (stated in words)
+            prompt.pop(name, None)
         m = np.zeros((SIDE, SIDE), bool)
         m[20:40, 24:44] = True
         prompt["mask"] = encode_rle(m)

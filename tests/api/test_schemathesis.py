@@ -25,7 +25,7 @@ from .conftest import API_KEY
 require("schemathesis", "pip install -r requirements/test.txt")
 
 ROOT = Path(__file__).resolve().parents[2]
-FUZZ_S = 240  # 22 operations (16 before the browse, info/export, track and video-segment routes)
+FUZZ_S = 300  # 22 operations; 150 for the 16 before browse, info/export, tracks and /v1/segment/video
 STATEFUL_S = 120  # 17 operations since /v1/segment/video (each of its calls runs the model on a clip)
 #: operations only reachable with ids from other responses: the stateful phase must get a 2xx there
 LINKED = ("/v1/images/{image_id}", "/v1/regions/{region_id}/crop.png", "/v1/regions/{region_id}/similar")

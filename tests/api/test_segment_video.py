@@ -129,6 +129,8 @@ def test_openapi_documents_the_route(client):
     assert "application/x-ndjson" in op["responses"]["200"]["content"]
     body = op["requestBody"]["content"]["application/json"]["schema"]
     assert body["required"] == ["video_id"] and body["properties"]["points"]["maxItems"] == 8
+    assert body["properties"]["frame_end"] == {**body["properties"]["frame_end"], "type": "integer", "maximum": 10_000_000}
+    assert "le" not in body["properties"]["frame_end"]
     assert "$defs" not in json.dumps(op) and "#/$defs" not in json.dumps(op)
     form = op["requestBody"]["content"]["multipart/form-data"]
     assert form["encoding"]["prompt"]["contentType"] == "application/json"
