@@ -195,7 +195,8 @@ def _print_index_report(data: dict[str, Any], as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(data, indent=2))
         return
-    videos = f" ({data['tracks']} tracks of {data['videos']} videos)" if data.get("videos") else ""
+    videos = (f" ({data['tracks']} track{'s' * (data['tracks'] != 1)} of {data['videos']} "
+              f"video{'s' * (data['videos'] != 1)})" if data.get("videos") else "")
     typer.echo(
         f"{data['files']} files: {data['indexed']} indexed, {data['unchanged']} unchanged, "
         f"{data['moved']} moved, {data['failed']} failed; {data['regions']} regions{videos} in "
