@@ -76,6 +76,8 @@ def _k(schema: dict, max_k: int | None) -> None:
     schema.update(minimum=1)
     if max_k is not None:
         schema.update(maximum=max_k)
+        if isinstance(schema.get("default"), int) and schema["default"] > max_k:
+            schema["default"] = max_k  # the route caps an omitted k the same way
 
 
 def _prompt_schema(schema: dict, s: Settings) -> None:

@@ -59,9 +59,11 @@ def export(body: ExportRequest, state: State) -> FileResponse:
     streamed, then deleted."""
     from regionsearch.export import export_regions
 
-    check_k(body.k, state)
+    # an omitted k is the default (100) capped at the service's max_k, as the schema's default says
+    k = body.k if "k" in body.model_fields_set or state.max_k is None else min(body.k, state.max_k)
+    check_k(k, state)
     dd = state.datadir()
-    hits = state.search(dd, SearchQuery(text=body.text), body.k, SearchFilters(path_prefix=body.path_prefix or None))
+    hits = state.search(dd, SearchQuery(text=body.text), k, SearchFilters(path_prefix=body.path_prefix or None))
     names = [t.strip() for t in body.labels if t.strip()]
     vectors = state.engine.pipeline.embedder.embed_texts(names) if names else None
     folder = tempfile.mkdtemp(prefix="regionsearch-export-")

@@ -88,12 +88,15 @@ class FastAutomaticSegmenter:
     """``segment(image)`` -> regions; ``generate(image)`` -> sam2-style records.
 
     ``coarse_to_fine`` enables the two-level prompting, starting from a grid ``coarse_step``
-    times sparser; ``chunk``: candidates upsampled at a time (bounds memory). Not thread-safe
-    per instance (a lock serialises calls).
+    times sparser; ``chunk``: candidates upsampled at a time. Small on purpose: the stability
+    filter reads each upsampled mask three times (two thresholds and the non-empty test), and a
+    chunk whose masks stay in the CPU cache between those reads costs 4.2 instead of 10.3 CPU ms
+    per candidate at 1024x683 (2 vs 32 per chunk, one thread; the results do not depend on it).
+    Not thread-safe per instance (a lock serialises calls).
     """
 
     def __init__(self, model: Any, cfg: SegmentConfig, min_region_area: int = 0, coarse_to_fine: bool = False,
-                 coarse_step: int = 4, mask_threshold: float = 0.0, chunk: int = 32):
+                 coarse_step: int = 4, mask_threshold: float = 0.0, chunk: int = 2):
         from ..models.sam import make_image_predictor
         from .decoder import SharedWorkDecoder, resolve_dtype
 

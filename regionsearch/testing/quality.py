@@ -106,20 +106,26 @@ def clip_zero_shot_top1(bundle: Any, embed_cfg: Any, strategy: str, seed: int, n
 
 
 def caption_precision_at_5(engine: Any, scenes: Sequence[Scene], image_paths: Sequence[str],
-                           filters: Any = None) -> dict[str, float]:
+                           filters: Any = None, distinct: bool = False) -> dict[str, float]:
     """Per caption of :data:`CLASSES`: the fraction of the top 5 text-search hits whose mask has
     IoU >= 0.5 with a ground-truth instance of that caption. ``image_paths[i]`` is where
-    ``scenes[i]`` was indexed from; ``filters`` (a ``SearchFilters``) go to every search."""
+    ``scenes[i]`` was indexed from; ``filters`` (a ``SearchFilters``) go to every search.
+    ``distinct``: a hit that is an instance already returned for the caption (the same object
+    found twice) is not counted again."""
     from ..masks import decode_rle, mask_iou
 
     by_path = dict(zip((str(p) for p in image_paths), scenes))
     out = {}
     for caption in CLASSES:
-        good = 0
+        good, seen = 0, set()
         for h in engine.search(caption, k=5, filters=filters):
             scene = by_path[h.image_path]
             mask = decode_rle(h.mask)
-            good += any(c == caption and mask_iou(mask, gt) >= 0.5 for c, gt in zip(scene.captions, scene.masks))
+            hit = [i for i, (c, gt) in enumerate(zip(scene.captions, scene.masks))
+                   if c == caption and mask_iou(mask, gt) >= 0.5]
+            new = [i for i in hit if (h.image_path, i) not in seen] if distinct else hit
+            good += bool(new)
+            seen.update((h.image_path, i) for i in hit)
         out[caption] = good / 5.0
     return out
 

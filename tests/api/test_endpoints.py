@@ -318,3 +318,17 @@ def test_web_page_served(client):
     r = client.get("/")
     assert r.status_code == 200 and "text/html" in r.headers["content-type"]
     assert client.get("/static/app.js").status_code == 200
+
+
+def test_export_without_k_is_capped_at_the_service_max_k(client):
+    """An omitted ``k`` (default 100) on a service with ``max_k`` 50 exports, as the schema's
+    default says, instead of refusing its own default (schemathesis ST202)."""
+    spec = client.get("/openapi.json").json()
+    body = spec["paths"]["/v1/export"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    if "$ref" in body:
+        body = spec["components"]["schemas"][body["$ref"].rsplit("/", 1)[-1]]
+    assert body["properties"]["k"]["default"] == body["properties"]["k"]["maximum"] == 50
+    r = client.post("/v1/export", json={"text": "red circle"})
+    assert r.status_code == 200, r.text
+    assert 0 < int(r.headers["X-Regions"]) <= 50
+    assert client.post("/v1/export", json={"text": "red circle", "k": 51}).status_code == 422

@@ -17,7 +17,6 @@ pytestmark = pytest.mark.slow
 # 0.980 / 0.967 / 0.973 -> min - spread = 0.95; the worst caption is 0.8 on every seed (spread 0).
 MIN_CAPTION_P5 = 0.8
 MIN_MEAN_P5 = 0.95
-P5_BEFORE_DEDUPE = 0.98
 
 
 def test_every_caption_has_precision_at_5_of_at_least_0_8(shapes_coco, shapes_engine):
@@ -118,8 +117,17 @@ def test_top_10_never_repeats_an_instance_and_dedupe_keeps_precision(shapes_coco
     paths = scene_paths(root, len(scenes))
     p5_all = caption_precision_at_5(shapes_engine, scenes, paths, all_hits)
     p5 = caption_precision_at_5(shapes_engine, scenes, paths)
-    print(f"mean precision@5 without dedupe {np.mean(list(p5_all.values())):.3f}, "
-          f"with {np.mean(list(p5.values())):.3f}")
-    # without dedupe a repeat of a right instance counts as a right hit, so the before figure is
-    # main's before dedupe: mean P@5 0.980 on this corpus (seed 90210, quality_seeds.json)
-    assert np.mean(list(p5.values())) >= P5_BEFORE_DEDUPE - 1e-9  # float sums of 30 fifths
+    # each object counted once: a second copy of a right object is not a second right answer
+    p5_all_distinct = caption_precision_at_5(shapes_engine, scenes, paths, all_hits, distinct=True)
+    p5_distinct = caption_precision_at_5(shapes_engine, scenes, paths, distinct=True)
+    mean = {k: float(np.mean(list(v.values()))) for k, v in
+            {"all": p5_all, "dedupe": p5, "all distinct": p5_all_distinct, "dedupe distinct": p5_distinct}.items()}
+    print("mean precision@5 without dedupe {all:.3f}, with {dedupe:.3f}; counting each object once: "
+          "without {all distinct:.3f}, with {dedupe distinct:.3f}".format(**mean))
+    # Before dedupe (search without it, same index, same machine) a repeat of a right object
+    # counted as a right hit. Dedupe must not lose right objects: with each object counted once
+    # it is at least as precise, and the plain P@5 stays above the quality floor. (Plain P@5 can
+    # drop by a hit when the repeat's slot goes to a wrong hit: 0.980 -> 0.973 on a float32-only
+    # CPU, where "red triangle"'s 6th hit, a whole image, moves up; 0.980 -> 0.980 with bf16.)
+    assert mean["dedupe distinct"] >= mean["all distinct"] - 1e-9  # float sums of 30 fifths
+    assert mean["dedupe"] >= MIN_MEAN_P5 - 1e-9
