@@ -48,7 +48,11 @@ def _body_doc(model: type[BaseModel], prompt_doc: str) -> dict[str, Any]:
     }}}
 
 
-async def _parse(request: Request, model: type[BaseModel], state: ServiceState) -> tuple[Any, bytes | None]:
+async def parse_body(request: Request, model: type[BaseModel], state: ServiceState,
+                     what: str = "image") -> tuple[Any, bytes | None]:
+    """A segmentation request: ``model`` validated from a JSON body, or from the multipart
+    ``prompt`` field beside an uploaded ``file`` (``what``: the file's name in messages); returns
+    the request and the uploaded bytes (None for a JSON body). Shared with /v1/segment/video."""
     ctype = request.headers.get("content-type", "").lower()
     data: bytes | None = None
     try:
@@ -59,7 +63,7 @@ async def _parse(request: Request, model: type[BaseModel], state: ServiceState) 
                 raise InvalidRequestError(f"unknown form field {unknown[0]!r}; send 'file' and 'prompt'")
             file = form.get("file")
             if not isinstance(file, UploadFile):
-                raise InvalidRequestError("a multipart request needs the image in a 'file' field")
+                raise InvalidRequestError(f"a multipart request needs the {what} in a 'file' field")
             data = await run_in_threadpool(read_upload_sync, file, state.settings)
             raw = form.get("prompt") or "{}"
             if not isinstance(raw, str):
@@ -80,6 +84,11 @@ async def _parse(request: Request, model: type[BaseModel], state: ServiceState) 
         req = model.model_validate(payload)
     except ValidationError as exc:
         raise RequestValidationError(exc.errors(include_url=False, include_input=False)) from None
+    return req, data
+
+
+async def _parse(request: Request, model: type[BaseModel], state: ServiceState) -> tuple[Any, bytes | None]:
+    req, data = await parse_body(request, model, state)
     if data is not None and (req.image_id is not None or req.image_key is not None):
         raise InvalidRequestError("give either an uploaded file or image_id/image_key, not both")
     if data is None and req.image_id is None and req.image_key is None:

@@ -26,14 +26,12 @@ from typing import Any, Literal, Optional
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from starlette.datastructures import UploadFile
+from pydantic import BaseModel, ConfigDict, Field
 
 from regionsearch.errors import InvalidRequestError, NotFoundError
 
-from ..deps import ServiceError, ServiceState, State, read_upload_sync
+from ..deps import ServiceState, State
 from ..schemas import RLE, JsonInt
 from .common import MAX_ID, errors
 
@@ -128,37 +126,9 @@ def video_tools(state: ServiceState) -> _VideoTools:
 
 
 async def _parse(request: Request, state: ServiceState) -> tuple[SegmentVideoRequest, bytes | None]:
-    ctype = request.headers.get("content-type", "").lower()
-    data: bytes | None = None
-    try:
-        if ctype.startswith("multipart/form-data"):
-            form = await request.form(max_files=1, max_fields=4)
-            unknown = sorted(set(form.keys()) - {"file", "prompt"})
-            if unknown:
-                raise InvalidRequestError(f"unknown form field {unknown[0]!r}; send 'file' and 'prompt'")
-            file = form.get("file")
-            if not isinstance(file, UploadFile):
-                raise InvalidRequestError("a multipart request needs the video in a 'file' field")
-            data = await run_in_threadpool(read_upload_sync, file, state.settings)
-            raw = form.get("prompt") or "{}"
-            if not isinstance(raw, str):
-                raise InvalidRequestError("the 'prompt' field must be a JSON string")
-            payload = json.loads(raw)
-        elif ctype.startswith("application/json") or not ctype:
-            payload = await request.json()
-        else:
-            raise ServiceError("send application/json or multipart/form-data", 415)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidRequestError(f"the request body is not valid JSON ({exc.__class__.__name__})") from None
-    if not isinstance(payload, dict):
-        raise InvalidRequestError("the request body must be a JSON object")
-    nulls = sorted(k for k, v in payload.items() if v is None)
-    if nulls:
-        raise InvalidRequestError(f"{nulls[0]} must not be null; leave it out instead")
-    try:
-        req = SegmentVideoRequest.model_validate(payload)
-    except ValidationError as exc:
-        raise RequestValidationError(exc.errors(include_url=False, include_input=False)) from None
+    from .segment import parse_body
+
+    req, data = await parse_body(request, SegmentVideoRequest, state, what="video")
     if data is not None and req.video_id is not None:
         raise InvalidRequestError("give either an uploaded file or video_id, not both")
     if data is None and req.video_id is None:
