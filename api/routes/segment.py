@@ -119,12 +119,11 @@ def _image_handle(state: ServiceState, req: Any, data: bytes | None) -> tuple[An
     return seg.set_image(image, key), rec.id
 
 
-def _check_prompt(req: SegmentRequest, state: ServiceState, width: int, height: int) -> list[list[float]] | None:
-    s = state.settings
-    points = req.points or []
-    labels = req.labels or []
-    if len(points) > s.max_points:
-        raise InvalidRequestError(f"at most {s.max_points} points per prompt, got {len(points)}")
+def check_points(points: list, labels: list, max_points: int, width: int, height: int, what: str = "image") -> None:
+    """Point prompts: at most ``max_points``, one 0/1 label each, every point ``[x, y]`` inside the
+    ``width`` x ``height`` ``what`` (shared with /v1/segment/video)."""
+    if len(points) > max_points:
+        raise InvalidRequestError(f"at most {max_points} points per prompt, got {len(points)}")
     if len(points) != len(labels):
         raise InvalidRequestError(f"points and labels must have the same length ({len(points)} points, "
                                   f"{len(labels)} labels)")
@@ -132,9 +131,16 @@ def _check_prompt(req: SegmentRequest, state: ServiceState, width: int, height: 
         if len(p) != 2:
             raise InvalidRequestError("each point must be [x, y] (pixels)")
         if not (0 <= p[0] <= width and 0 <= p[1] <= height):
-            raise InvalidRequestError(f"point {p} is outside the {width}x{height} image")
+            raise InvalidRequestError(f"point {p} is outside the {width}x{height} {what}")
     if any(v not in (0, 1) for v in labels):
         raise InvalidRequestError("labels must be 1 (foreground) or 0 (background)")
+
+
+def _check_prompt(req: SegmentRequest, state: ServiceState, width: int, height: int) -> list[list[float]] | None:
+    s = state.settings
+    points = req.points or []
+    labels = req.labels or []
+    check_points(points, labels, s.max_points, width, height)
     boxes: list[list[float]] | None = None
     if req.box:
         boxes = [list(req.box)] if not isinstance(req.box[0], list) else [list(b) for b in req.box]  # type: ignore[arg-type]

@@ -147,18 +147,9 @@ def _check_prompt(req: SegmentVideoRequest, state: ServiceState, width: int, hei
         raise InvalidRequestError("give a prompt: points (with labels), box or mask")
     if req.mask is not None and len(given) > 1:
         raise InvalidRequestError("a mask prompt goes alone (no points or box with it)")
-    if len(points) > s.max_points:
-        raise InvalidRequestError(f"at most {s.max_points} points per prompt, got {len(points)}")
-    if len(points) != len(labels):
-        raise InvalidRequestError(f"points and labels must have the same length ({len(points)} points, "
-                                  f"{len(labels)} labels)")
-    for p in points:
-        if len(p) != 2:
-            raise InvalidRequestError("each point must be [x, y] (pixels)")
-        if not (0 <= p[0] <= width and 0 <= p[1] <= height):
-            raise InvalidRequestError(f"point {p} is outside the {width}x{height} video")
-    if any(v not in (0, 1) for v in labels):
-        raise InvalidRequestError("labels must be 1 (foreground) or 0 (background)")
+    from .segment import check_points
+
+    check_points(points, labels, s.max_points, width, height, what="video")
     if req.box is not None:
         if len(req.box) != 4:
             raise InvalidRequestError("the box must be [x0, y0, x1, y1] (pixels)")
