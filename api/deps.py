@@ -228,7 +228,8 @@ class ServiceState:
                 from regionsearch.segment.prompt import PromptSegmenter
 
                 self.prompt = PromptSegmenter(self.engine.pipeline.sam_model, self.settings.segment_cache_size,
-                                              self.settings.logits_cache_size, dtype=self.engine.config.segment.dtype)
+                                              self.settings.logits_cache_size, dtype=self.engine.config.segment.dtype,
+                                              encoder_dtype=self.engine.config.segment.encoder_dtype)
             return self.prompt
 
     def datadir(self) -> Any:

@@ -218,6 +218,7 @@ TIMING_NOTE = ("images/s = 1 / CPU seconds per image (process time of each pipel
 #: the project's variants in the speed part: name -> segment config overrides
 SPEED_VARIANTS = {"exact float32": {"dtype": "float32"}, "default": {},
                   "default + compile": {"compile": True},
+                  "default + encoder auto": {"encoder_dtype": "auto"},
                   "coarse-to-fine x4": {"coarse_to_fine": True, "coarse_step": 4}}
 
 
@@ -326,6 +327,7 @@ def part_speed(args) -> dict:
             "allocator": "project (mallopt) in the main process, glibc default in the naive worker" if allocator
             else "glibc default in both processes", "calibration": calib, "naive_params": naive_params,
             "project_params": {v: dict(cfgs[v].segment.amg_params(), dtype=cfgs[v].segment.dtype,
+                                       encoder_dtype=cfgs[v].segment.encoder_dtype,
                                        compile=cfgs[v].segment.compile) for v in wanted},
             "peak_rss_mb": {"naive worker": res["naive"]["peak_rss_mb"], "project process": _rss_mb()}}
 
@@ -470,9 +472,11 @@ def part_agreement(args) -> dict:
         sam = load_sam2(cfg.models.sam, "cpu")
         base = SAM2AutomaticMaskGenerator(sam, output_mode="coco_rle", **cfg.segment.amg_params())
         base.predictor._bb_feat_sizes = backbone_feature_sizes(sam)
-        ours = {dt: FastAutomaticSegmenter(sam, dataclasses.replace(cfg.segment, dtype=dt),
+        variants = {dt: {"dtype": dt} for dt in ("float32", cfg.segment.dtype, "bfloat16")}
+        variants["bfloat16 + encoder bfloat16"] = {"dtype": "bfloat16", "encoder_dtype": "bfloat16"}
+        ours = {dt: FastAutomaticSegmenter(sam, dataclasses.replace(cfg.segment, **over),
                                            coarse_to_fine=cfg.segment.coarse_to_fine, coarse_step=cfg.segment.coarse_step)
-                for dt in ("float32", cfg.segment.dtype, "bfloat16")}
+                for dt, over in variants.items()}
         rbs: list = []
         rfs: dict[str, list] = {dt: [] for dt in ours}
         tb, tf = 0.0, {dt: 0.0 for dt in ours}
@@ -484,7 +488,7 @@ def part_agreement(args) -> dict:
             fwd, rev = _agreement(rbs, rfs[dt])
             # "auto" is float32 on CPUs without native bfloat16: bfloat16 (the default on bf16 CPUs
             # and CUDA) is measured explicitly too, emulated there (same numbers, slower)
-            name = "exact float32" if dt == "float32" else "bfloat16" if dt == "bfloat16" else f"default (dtype {dt})"
+            name = "exact float32" if dt == "float32" else dt if dt.startswith("bfloat16") else f"default (dtype {dt})"
             out[f"{preset} {name}"] = {
                 "points_per_side": cfg.segment.amg_params()["points_per_side"], "scenes": args.scenes,
                 "baseline_masks": sum(map(len, rbs)), "project_masks": sum(map(len, rfs[dt])),

@@ -115,6 +115,11 @@ class SegmentConfig:
     #: float32 elsewhere; ``float32`` is the exact path (sam2's masks up to summation order).
     #: Measured in benchmarks/index_throughput.py (agreement with sam2 and speed per dtype)
     dtype: str = "auto"
+    #: dtype of SAM 2.1's image encoder (the fixed cost of each image; SEGMENT_DTYPES). float32 by
+    #: default: the exact path. bfloat16 autocast costs 0.64x the CPU time of float32 for
+    #: hiera-tiny on a CPU with native bfloat16 and 7.7x MORE on one without
+    #: (benchmarks/results/encoder_precision*.json); ``auto`` picks bfloat16 only where it is native
+    encoder_dtype: str = "float32"
     #: ``torch.compile`` the mask decoder (fixed padded prompt batches; inductor cache in the user
     #: cache dir). Compiling costs tens of seconds per process, so only long indexing jobs should
     #: turn it on; short commands never compile
@@ -270,6 +275,8 @@ class Config:
             raise UnknownNameError("mask generator", self.segment.generator, GENERATORS)
         if self.segment.dtype not in SEGMENT_DTYPES:
             raise UnknownNameError("segment dtype", self.segment.dtype, SEGMENT_DTYPES)
+        if self.segment.encoder_dtype not in SEGMENT_DTYPES:
+            raise UnknownNameError("segment encoder dtype", self.segment.encoder_dtype, SEGMENT_DTYPES)
         if self.search.text_dtype not in TEXT_DTYPES:
             raise UnknownNameError("text tower dtype", self.search.text_dtype, TEXT_DTYPES)
         if self.video.propagator not in PROPAGATORS:
@@ -295,6 +302,8 @@ class Config:
             "whole": self.segment.whole_image_region,
             "embed": {k: v for k, v in dataclasses.asdict(self.embed).items() if k != "batch_size"},
         }
+        if self.segment.encoder_dtype != "float32":  # absent when exact: older keys stay valid
+            payload["encoder_dtype"] = self.segment.encoder_dtype
         if self.segment.drop_fragments:  # absent when off: keys of data dirs made before it stay valid
             payload["fragments"] = "main"
         blob = json.dumps(payload, sort_keys=True).encode()

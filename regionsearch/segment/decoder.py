@@ -91,6 +91,24 @@ def resolve_dtype(name: str, device: Any) -> Any:
     return torch.float16 if dev.startswith("cuda") else torch.float32
 
 
+def encode_image(predictor: Any, image: Any, dtype: Any) -> dict[str, Any]:
+    """``predictor.set_image(image)`` with SAM 2.1's image encoder under ``torch.autocast(dtype)``
+    when ``dtype`` is not float32 (``segment.encoder_dtype``); the features are handed on in
+    float32 so everything after the encoder runs as with float32 features. Returns
+    ``predictor._features``."""
+    import torch
+
+    if dtype == torch.float32:
+        predictor.set_image(image)
+        return predictor._features
+    with torch.autocast(predictor.device.type, dtype=dtype):
+        predictor.set_image(image)
+    feats = predictor._features
+    predictor._features = {"image_embed": feats["image_embed"].float(),
+                           "high_res_feats": [f.float() for f in feats["high_res_feats"]]}
+    return predictor._features
+
+
 @dataclass
 class ImageContext:
     """The prompt-independent tensors of one image (see the module docstring, point 1).

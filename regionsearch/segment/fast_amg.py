@@ -117,6 +117,7 @@ class FastAutomaticSegmenter:
         device = next(model.parameters()).device
         self.decoder = SharedWorkDecoder(model, resolve_dtype(cfg.dtype, device),
                                          compile_batch=self._decode_batch(model, device) if cfg.compile else 0)
+        self.encoder_dtype = resolve_dtype(cfg.encoder_dtype, device)
         self.stats = AmgStats()
         self._lock = threading.Lock()
         self._fallback: Any = None
@@ -154,11 +155,12 @@ class FastAutomaticSegmenter:
     def _generate(self, image: np.ndarray) -> list[dict[str, Any]]:
         from sam2.utils.amg import build_point_grid
 
+        from .decoder import encode_image
+
         p = self.params
         stats = AmgStats()
         t0 = time.perf_counter()
-        self.predictor.set_image(image)
-        feats = self.predictor._features
+        feats = encode_image(self.predictor, image, self.encoder_dtype)
         ctx = self.decoder.prepare(feats["image_embed"][-1:], [lvl[-1:] for lvl in feats["high_res_feats"]])
         stats.seconds["embed_image"] = time.perf_counter() - t0
         h, w = image.shape[:2]

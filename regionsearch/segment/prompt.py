@@ -71,17 +71,19 @@ class PromptSegmenter:
     """``set_image`` + ``predict`` over one shared ``SAM2ImagePredictor`` with cached features.
 
     ``cache_size``: image feature sets kept (LRU); ``logits_cache_size``: mask-logit handles kept;
-    ``dtype``: the mask decoder's dtype (``segment.dtype``: auto|float32|bfloat16|float16).
+    ``dtype``: the mask decoder's dtype (``segment.dtype``: auto|float32|bfloat16|float16);
+    ``encoder_dtype``: the image encoder's (``segment.encoder_dtype``).
     """
 
     def __init__(self, model: Any, cache_size: int = 16, logits_cache_size: int = 256,
-                 mask_threshold: float = 0.0, dtype: str = "auto"):
+                 mask_threshold: float = 0.0, dtype: str = "auto", encoder_dtype: str = "float32"):
         from ..models.sam import make_image_predictor
         from .decoder import SharedWorkDecoder, resolve_dtype
 
         self.model = model
         self.predictor = make_image_predictor(model, mask_threshold=mask_threshold)
         self.decoder = SharedWorkDecoder(model, resolve_dtype(dtype, self.predictor.device))
+        self.encoder_dtype = resolve_dtype(encoder_dtype, self.predictor.device)
         self.cache: LRUCache[str, _Entry] = LRUCache(cache_size)
         self.logits: LRUCache[str, _Logits] = LRUCache(logits_cache_size)
         self._lock = threading.Lock()
@@ -109,8 +111,9 @@ class PromptSegmenter:
         with self._lock, torch.inference_mode():
             entry = self.cache.get(key)  # computed by a concurrent caller meanwhile
             if entry is None:
-                self.predictor.set_image(image)
-                feats = self.predictor._features
+                from .decoder import encode_image
+
+                feats = encode_image(self.predictor, image, self.encoder_dtype)
                 ctx = self.decoder.prepare(feats["image_embed"][-1:], [lvl[-1:] for lvl in feats["high_res_feats"]])
                 entry = _Entry(feats, list(self.predictor._orig_hw), image, ctx)
                 self.predictor.reset_predictor()

@@ -130,3 +130,41 @@ def test_agreement_with_sam2_on_held_out_scenes_with_the_trained_model(coarse_to
         assert np.mean(fwd) == 1.0 and np.mean(rev) == 1.0, (np.mean(fwd), np.mean(rev))
     else:
         assert np.mean(fwd) >= 0.99 and np.mean(rev) >= 0.99, (np.mean(fwd), np.mean(rev))
+
+
+def test_bfloat16_image_encoder_keeps_sam2s_masks_on_the_tiny_model():
+    # segment.encoder_dtype: the encoder under bf16 autocast, features handed on in float32; the
+    # masks must still match sam2's float32 generator (IoU >= 0.8 both ways, like the benchmark)
+    cfg = load_config("tiny", {"segment": {"points_per_side": 8, "pred_iou_thresh": 0.0,
+                                           "stability_score_thresh": 0.0, "dtype": "float32",
+                                           "encoder_dtype": "bfloat16"}})
+    model = load_sam2(cfg.models.sam, "cpu")
+    ours = FastAutomaticSegmenter(model, cfg.segment, coarse_to_fine=False)
+    base = _sam2_generator(model, cfg.segment.amg_params())
+    fwd = rev = 0.0
+    for seed in (77, 78):
+        image = make_scenes(1, seed=seed)[0].image
+        rb = [r for r in base.generate(image) if r["area"] > 0]
+        rf = ours.generate(image)
+        assert len(rb) >= 5
+        f, r = agreement(rb, rf, 0.8)
+        fwd, rev = fwd + f / 2, rev + r / 2
+    assert fwd >= 0.9 and rev >= 0.9, (fwd, rev)
+
+
+def test_encode_image_hands_on_float32_features_close_to_the_float32_encoders():
+    import torch
+
+    from regionsearch.models.sam import make_image_predictor
+    from regionsearch.segment.decoder import encode_image
+
+    cfg = load_config("tiny")
+    predictor = make_image_predictor(load_sam2(cfg.models.sam, "cpu"))
+    image = make_scenes(1, seed=79)[0].image
+    with torch.inference_mode():
+        ref = {k: v for k, v in encode_image(predictor, image, torch.float32).items()}
+        half = encode_image(predictor, image, torch.bfloat16)
+    assert half["image_embed"].dtype == torch.float32
+    assert all(f.dtype == torch.float32 for f in half["high_res_feats"])
+    cos = torch.nn.functional.cosine_similarity(ref["image_embed"].flatten(), half["image_embed"].flatten(), dim=0)
+    assert 0.99 < float(cos) < 1.0  # bf16 really ran (not identical) and stayed close
