@@ -68,6 +68,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile (minutes of compilation)")
+    ap.add_argument("--save", default="encoder_precision",
+                    help="results name: benchmarks/results/NAME.json (e.g. one per kind of CPU)")
     args = ap.parse_args()
 
     import torch
@@ -83,7 +85,7 @@ def main() -> None:
                                                                  not args.no_compile),
                "CLIP image tower (ViT-B-32, 16 crops)": _variants("CLIP image tower", clip.encode_image, crops,
                                                                   args.rounds, not args.no_compile)}
-    print("results:", save_results("encoder_precision", figures))
+    print("results:", save_results(args.save, figures))
 
 
 if __name__ == "__main__":
