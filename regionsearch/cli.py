@@ -643,7 +643,7 @@ def remove(
             if not found:
                 unknown.append(arg)
             targets.update(dict.fromkeys(found))
-        n_videos = _count_videos(eng.datadir, list(targets))
+        n_videos = _count_videos(eng.datadir, list(targets), eng.config.video.extensions)
         n = eng.datadir.remove_paths(list(targets)) if targets else 0
     for arg in unknown:
         typer.echo(f"not indexed: {display_path(arg)}", err=True)
@@ -653,11 +653,14 @@ def remove(
     raise typer.Exit(1 if unknown else 0)
 
 
-def _count_videos(datadir: Any, paths: list[str]) -> int:
-    """How many of the stored ``paths`` are videos (for what `remove` says it removed)."""
-    recs = [rec for rec in (datadir.image_by_path(p) for p in paths) if rec is not None]
-    videos = datadir.store.video_image_ids([rec.id for rec in recs])
-    return sum(rec.id in videos for rec in recs)
+def _count_videos(datadir: Any, paths: list[str], extensions: tuple[str, ...] | list[str]) -> int:
+    """How many of the stored ``paths`` are videos, for what `remove` says it removed: indexed
+    videos, and failed files with a video extension (a failure has no videos row)."""
+    recs = [(p, datadir.image_by_path(p)) for p in paths]
+    videos = datadir.store.video_image_ids([rec.id for _, rec in recs if rec is not None])
+    exts = {e.lower() for e in extensions}
+    return sum(rec is not None and (rec.id in videos or (rec.status != "indexed" and
+                                                          os.path.splitext(p)[1].lower() in exts)) for p, rec in recs)
 
 
 @app.command()
