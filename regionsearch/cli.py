@@ -693,12 +693,12 @@ def eval_(
     config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None, device: DeviceOpt = None,
     templates: Annotated[Optional[Path], typer.Option("--templates", help="Prompt templates, one per line with {} for the category name (averaged in embedding space). Default: 'a photo of a {}.' (videos: the bare category name, as typed into search).")] = None,
     k: Annotated[Optional[str], typer.Option("--k", help="Comma-separated cut-offs for P@k and R@k (default 1,5,10,100; videos: P@k of track search, default 1,3,10).")] = None,
-    depth: Annotated[int, typer.Option("--depth", help="Ranked regions per category used for AP.")] = 1000,
-    include_whole: Annotated[bool, typer.Option("--include-whole/--masks-only", help="Also rank whole-image regions.")] = False,
+    depth: Annotated[int, typer.Option("--depth", help="Ranked regions per category used for AP (images).")] = 1000,
+    include_whole: Annotated[bool, typer.Option("--include-whole/--masks-only", help="Also rank whole-image regions (images).")] = False,
     out: Annotated[Optional[Path], typer.Option("--out", help="Folder for eval.json and the PNG plots (default: <data-dir>/eval).")] = None,
     compare_crops: Annotated[Optional[str], typer.Option("--compare-crops", help="Comparison mode: crop strategies, e.g. box,mask,blur.")] = None,
     compare_presets: Annotated[Optional[str], typer.Option("--compare-presets", help="Comparison mode: AMG presets, e.g. fast,default.")] = None,
-    plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write PR-curve and per-category PNG plots.")] = True,
+    plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write PR-curve and per-category PNG plots (images).")] = True,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
     """Measure search quality against ground truth: images (COCO) or videos (YouTube-VIS-style).

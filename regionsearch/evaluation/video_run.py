@@ -203,8 +203,12 @@ def read_stored_tracks(datadir: Any, gt: YtvisDataset, paths: dict[int, Path], c
         rec = datadir.image_by_path(key)
         info = None if rec is None or rec.status != "indexed" else datadir.store.video_info(rec.id)
         if info is None:
-            reason = ("not indexed" if rec is None else rec.error or rec.status) if (
-                rec is None or rec.status != "indexed") else "indexed as an image, not a video"
+            if rec is None:
+                reason = "not indexed"
+            elif rec.status != "indexed":
+                reason = rec.error or rec.status  # the indexer's recorded failure
+            else:
+                reason = "indexed as an image, not a video"
             out.failures.append({"file_name": name, "reason": str(reason)})
             continue
         length = int(gt.videos[vid]["length"])
@@ -230,13 +234,14 @@ def _ranked_tracks(engine: Any, query: Query, stored: StoredTracks, want: int) -
     asking the index for more while tracks of other files fill the ranking."""
     by_id = {p.id: p for p in stored.preds}
     total = max(1, len(engine.datadir.index))
-    k = min(total, max(want, 1))
+    limit = min(total, engine.config.search.max_k or total)  # the search's own maximum k
+    k = min(limit, max(want, 1))
     while True:
         hits = engine.query(query, k, SearchFilters(media="video"))
         ranked = [by_id[h.region_id] for h in hits if h.image_path in stored.video_of_path and h.region_id in by_id]
-        if len(ranked) >= want or len(hits) < k or k >= total:
+        if len(ranked) >= want or len(hits) < k or k >= limit:
             return ranked[:want]
-        k = min(total, k * 4)
+        k = min(limit, k * 4)
 
 
 def evaluate_retrieval(engine: Any, gt: YtvisDataset, stored: StoredTracks, templates: Sequence[str],
