@@ -630,8 +630,8 @@ def remove(
                                                "the files need not exist any more.")],
     config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None,
 ) -> None:
-    """Remove images with their regions and vectors. Arguments that name nothing indexed are listed
-    as "not indexed" and make the exit code 1 (the others are still removed)."""
+    """Remove images and videos with their regions, tracks and vectors. Arguments that name nothing
+    indexed are listed as "not indexed" and make the exit code 1 (the others are still removed)."""
     from .imageio import display_path, path_to_db
 
     eng = _engine(config, data_dir, db, None, create=False)
@@ -643,11 +643,24 @@ def remove(
             if not found:
                 unknown.append(arg)
             targets.update(dict.fromkeys(found))
+        n_videos = _count_videos(eng.datadir, list(targets), eng.config.video.extensions)
         n = eng.datadir.remove_paths(list(targets)) if targets else 0
     for arg in unknown:
         typer.echo(f"not indexed: {display_path(arg)}", err=True)
-    typer.echo(f"removed {n} image(s)")
+    n_videos = min(n_videos, n)
+    said = [f"{n - n_videos} image(s)"] if n - n_videos or not n_videos else []
+    typer.echo("removed " + " and ".join(said + ([f"{n_videos} video(s)"] if n_videos else [])))
     raise typer.Exit(1 if unknown else 0)
+
+
+def _count_videos(datadir: Any, paths: list[str], extensions: tuple[str, ...] | list[str]) -> int:
+    """How many of the stored ``paths`` are videos, for what `remove` says it removed: indexed
+    videos, and failed files with a video extension (a failure has no videos row)."""
+    recs = [(p, datadir.image_by_path(p)) for p in paths]
+    videos = datadir.store.video_image_ids([rec.id for _, rec in recs if rec is not None])
+    exts = {e.lower() for e in extensions}
+    return sum(rec is not None and (rec.id in videos or (rec.status != "indexed" and
+                                                          os.path.splitext(p)[1].lower() in exts)) for p, rec in recs)
 
 
 @app.command()
@@ -671,64 +684,128 @@ def _config_for_dir(path: Path, name: str | None, over: dict[str, Any]) -> Any:
 
 @app.command("eval")
 def eval_(
-    coco: Annotated[Path, typer.Option("--coco", help="COCO instances annotations JSON.")],
-    images: Annotated[Path, typer.Option("--images", help="Folder the annotations' file_name entries are relative to.")],
+    coco: Annotated[Optional[Path], typer.Option("--coco", help="Ground truth: COCO instances JSON (images); "
+                                                 "YouTube-VIS-style JSON is recognised by its content too.")] = None,
+    ytvis: Annotated[Optional[Path], typer.Option("--ytvis", help="Ground truth: YouTube-VIS-style JSON (videos with "
+                                                  "per-frame 'segmentations' per object); evaluates video tracks.")] = None,
+    images: Annotated[Optional[Path], typer.Option("--images", help="Folder the ground truth's file_name entries (images "
+                                                   "or video files) are relative to. Default: the JSON's folder.")] = None,
     config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None, device: DeviceOpt = None,
-    templates: Annotated[Optional[Path], typer.Option("--templates", help="Prompt templates, one per line with {} for the category name (averaged in embedding space). Default: 'a photo of a {}.'")] = None,
-    k: Annotated[str, typer.Option("--k", help="Comma-separated cut-offs for P@k and R@k.")] = "1,5,10,100",
-    depth: Annotated[int, typer.Option("--depth", help="Ranked regions per category used for AP.")] = 1000,
-    include_whole: Annotated[bool, typer.Option("--include-whole/--masks-only", help="Also rank whole-image regions.")] = False,
+    templates: Annotated[Optional[Path], typer.Option("--templates", help="Prompt templates, one per line with {} for the category name (averaged in embedding space). Default: 'a photo of a {}.' (videos: the bare category name, as typed into search).")] = None,
+    k: Annotated[Optional[str], typer.Option("--k", help="Comma-separated cut-offs for P@k and R@k (default 1,5,10,100; videos: P@k of track search, default 1,3,10).")] = None,
+    depth: Annotated[int, typer.Option("--depth", help="Ranked regions per category used for AP (images).")] = 1000,
+    include_whole: Annotated[bool, typer.Option("--include-whole/--masks-only", help="Also rank whole-image regions (images).")] = False,
     out: Annotated[Optional[Path], typer.Option("--out", help="Folder for eval.json and the PNG plots (default: <data-dir>/eval).")] = None,
     compare_crops: Annotated[Optional[str], typer.Option("--compare-crops", help="Comparison mode: crop strategies, e.g. box,mask,blur.")] = None,
     compare_presets: Annotated[Optional[str], typer.Option("--compare-presets", help="Comparison mode: AMG presets, e.g. fast,default.")] = None,
-    plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write PR-curve and per-category PNG plots.")] = True,
+    plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write PR-curve and per-category PNG plots (images).")] = True,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
-    """Measure text-to-region retrieval on a COCO-format dataset: P@k, R@k, AP per category and
-    the segmentation ceiling (GT instances covered by any region at IoU >= 0.5).
+    """Measure search quality against ground truth: images (COCO) or videos (YouTube-VIS-style).
 
-    Indexes the images into the data directory (or reuses it). With --compare-crops and/or
-    --compare-presets, runs every combination into its own data directory and prints them side
-    by side with indexing time.
+    Images: text-to-region P@k, R@k, AP per category and the segmentation ceiling (GT instances
+    covered by any region at IoU >= 0.5). --compare-crops/--compare-presets run every combination
+    into its own data directory and print them side by side with indexing time.
+
+    Videos (--ytvis, or such a file given to --coco): indexed as tracks like `index` does; the
+    stored tracks are scored: per-object track mIoU, share of objects with mIoU >= 0.5, identity
+    switches per clip, fragments per object, and per category P@k of a text search over tracks
+    (--media video; a hit: spatio-temporal mask IoU >= 0.5). Videos that could not be indexed
+    are listed and make the exit code 1. A second run reuses the data directory. Corpora to try:
+    python -m regionsearch.testing.shapes OUT (images), python -m regionsearch.testing.clips OUT.
     """
-    from .config import load_config
     from .evaluation.report import print_table, write_json, write_plots
-    from .evaluation.run import format_comparison, load_templates, run_eval, write_runs_json
+    from .evaluation.run import load_templates, run_eval
 
-    try:
-        ks = tuple(int(x) for x in k.split(",") if x.strip())
-    except ValueError:
-        _fail(f"--k must be comma-separated integers, got {k!r}")
-    tmpl = load_templates(templates)
+    gt_path, kind = _ground_truth(coco, ytvis)
+    ks = _parse_ks(k, "1,3,10" if kind == "ytvis" else "1,5,10,100")
+    root = images if images is not None else gt_path.resolve().parent
     _compose()
     base_dir = Path(data_dir or _STATE.get("data_dir") or default_data_dir())
     out_dir = out or (base_dir / "eval")
     over: dict[str, Any] = {"device": device or _STATE.get("device")} if (device or _STATE.get("device")) else {}
     cfg_name = config or _STATE.get("config")
-    if compare_crops or compare_presets:
-        base = load_config(cfg_name, over)
-        crops = [c.strip() for c in (compare_crops or base.embed.crop).split(",") if c.strip()]
-        presets = [p.strip() for p in (compare_presets or base.segment.preset).split(",") if p.strip()]
-        runs = []
-        for crop, preset in [(c, p) for c in crops for p in presets]:
-            run_dir = base_dir / f"eval-{crop}-{preset}"
-            cfg = _config_for_dir(run_dir, cfg_name, {**over, "embed": {"crop": crop}, "segment": {"preset": preset}})
-            name = f"crop={crop} preset={preset}"
-            typer.echo(f"== {name}", err=True)
-            runs.append(run_eval(coco, images, cfg, run_dir, tmpl, ks, depth,
-                                 include_whole, progress, name=name, db_url=db))
-        typer.echo(format_comparison(runs, [x for x in ks if x <= 10] or ks[:1]))
-        path = write_runs_json(runs, out_dir / "compare.json")
-        typer.echo(f"wrote {path}")
+    if kind == "ytvis":
+        if compare_crops or compare_presets:
+            _fail("--compare-crops/--compare-presets work on COCO image ground truth only")
+        _eval_videos(gt_path, root, _config_for_dir(base_dir, cfg_name, over), base_dir, out_dir, templates, ks,
+                     progress, db)
         return
-    cfg = _config_for_dir(base_dir, cfg_name, over)
-    run = run_eval(coco, images, cfg, base_dir, tmpl, ks, depth, include_whole, progress, db_url=db)
+    tmpl = load_templates(templates)
+    if compare_crops or compare_presets:
+        _eval_compare(gt_path, root, cfg_name, over, base_dir, out_dir, compare_crops, compare_presets,
+                      dict(templates=tmpl, ks=ks, depth=depth, include_whole=include_whole, progress=progress, db_url=db))
+        return
+    run = run_eval(gt_path, root, _config_for_dir(base_dir, cfg_name, over), base_dir, tmpl, ks, depth,
+                   include_whole, progress, db_url=db)
     print_table(run.summary)
-    out_dir.mkdir(parents=True, exist_ok=True)
     write_json(run.summary, out_dir / "eval.json", extra={"templates": list(tmpl), "config": run.config,
                                                           "index_seconds": run.index_seconds})
     written = [str(out_dir / "eval.json")] + ([str(p) for p in write_plots(run.summary, out_dir)] if plots else [])
     typer.echo("wrote " + ", ".join(written))
+
+
+def _ground_truth(coco: Path | None, ytvis: Path | None) -> tuple[Path, str]:
+    """The ground-truth file of `eval` and its kind (``coco`` or ``ytvis``, told by its content)."""
+    from .evaluation.video_run import ground_truth_kind
+
+    if (coco is None) == (ytvis is None):
+        _fail("give the ground truth with exactly one of --coco FILE (COCO images) or --ytvis FILE (videos)")
+    gt_path: Path = coco if coco is not None else ytvis  # type: ignore[assignment]  # one of the two is set
+    kind = ground_truth_kind(gt_path)  # a missing or unreadable file is a clear error here
+    if ytvis is not None and kind != "ytvis":
+        _fail(f"{ytvis} is not YouTube-VIS-style ground truth (needs 'videos' and 'annotations' with per-frame "
+              "'segmentations'); pass COCO image annotations with --coco")
+    return gt_path, kind
+
+
+def _eval_compare(gt_path: Path, root: Path, cfg_name: str | None, over: dict[str, Any], base_dir: Path,
+                  out_dir: Path, compare_crops: str | None, compare_presets: str | None, opts: dict[str, Any]) -> None:
+    """`eval --compare-crops/--compare-presets`: every combination in its own data dir, side by side."""
+    from .config import load_config
+    from .evaluation.run import format_comparison, run_eval, write_runs_json
+
+    base = load_config(cfg_name, over)
+    crops = [c.strip() for c in (compare_crops or base.embed.crop).split(",") if c.strip()]
+    presets = [p.strip() for p in (compare_presets or base.segment.preset).split(",") if p.strip()]
+    runs = []
+    for crop, preset in [(c, p) for c in crops for p in presets]:
+        run_dir = base_dir / f"eval-{crop}-{preset}"
+        cfg = _config_for_dir(run_dir, cfg_name, {**over, "embed": {"crop": crop}, "segment": {"preset": preset}})
+        name = f"crop={crop} preset={preset}"
+        typer.echo(f"== {name}", err=True)
+        runs.append(run_eval(gt_path, root, cfg, run_dir, name=name, **opts))
+    ks = opts["ks"]
+    typer.echo(format_comparison(runs, [x for x in ks if x <= 10] or ks[:1]))
+    typer.echo(f"wrote {write_runs_json(runs, out_dir / 'compare.json')}")
+
+
+def _parse_ks(k: str | None, default: str) -> tuple[int, ...]:
+    """``--k``: comma-separated positive integers."""
+    try:
+        ks = tuple(int(x) for x in (k or default).split(",") if x.strip())
+    except ValueError:
+        ks = ()
+    if not ks or min(ks) < 1:
+        _fail(f"--k must be comma-separated integers >= 1, got {k!r}")
+    return ks
+
+
+def _eval_videos(gt_path: Path, root: Path, cfg: Any, base_dir: Path, out_dir: Path, templates: Path | None,
+                 ks: tuple[int, ...], progress: bool, db: str | None) -> None:
+    """`eval` on YouTube-VIS-style ground truth: index, score the stored tracks, print, write eval.json."""
+    from .evaluation.run import load_templates
+    from .evaluation.video_run import VIDEO_TEMPLATES, format_video_report, run_video_eval, write_video_json
+
+    tmpl = load_templates(templates) if templates is not None else VIDEO_TEMPLATES
+    run = run_video_eval(gt_path, root, cfg, base_dir, tmpl, ks, progress, db_url=db)
+    typer.echo(format_video_report(run))
+    path = write_video_json(run, out_dir / "eval.json", extra={"templates": list(tmpl)})
+    typer.echo(f"wrote {path}")
+    for f in run.failures:
+        typer.echo(f"not evaluated: {f['file_name']}: {f['reason']}", err=True)
+    if run.failures:
+        raise typer.Exit(1)
 
 
 @app.command()

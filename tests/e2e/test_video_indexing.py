@@ -199,7 +199,7 @@ def test_index_search_track_rerun_remove(video_run, capsys):
     report = json.loads(out)
     assert (report["indexed"], report["unchanged"]) == (0, 6) and report["videos"] == 0
     rc, out, _ = _cli(["remove", str(corpus / "clip_a.mp4"), *opts], capsys)
-    assert rc == 0 and "removed 1" in out
+    assert rc == 0 and out.strip() == "removed 1 video(s)"
     rc, _, err = _cli(["track", str(top["region_id"]), *opts], capsys)
     assert rc == 2 and "not in this data dir" in err
     rc, out, _ = _cli(["search", caption, "-k", "20", "--json", *opts], capsys)

@@ -151,3 +151,48 @@ def test_cli_runner_ray_on_a_locally_indexed_dir(ray_cluster, corpus, local_dir,
     with pytest.raises(SystemExit) as info:
         main(["index", str(empty), "--config", "tiny", "--data-dir", str(tmp_path / "d"), "--runner", "spark"])
     assert info.value.code == 2 and "unknown runner" in capsys.readouterr().err
+
+
+def stored_tracks(root):
+    """{video path: [(frame_start, frame_end, [(frame, box, rle), ...]), ...]} of a data dir."""
+    out = {}
+    with DataDir.open(root, readonly=True) as dd:
+        for rec in dd.iter_images(status="indexed"):
+            if dd.store.video_info(rec.id) is None:
+                continue
+            out[rec.path] = []
+            for r in dd.regions_of_image(rec.id):
+                _, frames = dd.store.get_track(r.region_id)
+                out[rec.path].append((r.track.frame_start, r.track.frame_end,
+                                      [(f.frame, f.bbox, f.rle) for f in frames]))
+    return out
+
+
+@pytest.mark.slow
+def test_ray_indexes_videos_like_local(ray_cluster, config, tmp_path):
+    """A folder with a moving-shapes clip beside an image through the Ray runner: the video is
+    stored with its tracks and per-frame masks exactly as the local runner stores them (the image
+    goes through the actor pools), and a re-run has nothing to do."""
+    from PIL import Image
+
+    from regionsearch.testing.clips import clip_spec, write_mp4
+    from regionsearch.testing.shapes import make_scenes
+
+    folder = tmp_path / "media"
+    write_mp4(clip_spec(4_243, "slow", n_frames=4, size=128), folder / "clip.mp4")
+    Image.fromarray(make_scenes(1, seed=4_244)[0].image).save(folder / "scene.png")
+    manifest = Pipeline(config).manifest()
+    with DataDir.open(tmp_path / "local", manifest) as dd:
+        local = run_local([str(folder)], config, dd, progress=False)
+    with DataDir.open(tmp_path / "ray", manifest) as dd:
+        rep = run_ray([str(folder)], config, dd, progress=False, options=RayOptions(shard_images=2))
+        assert dd.info()["tracks"] == local.tracks
+    assert (rep.indexed, rep.failed, rep.videos, rep.tracks) == (2, 0, 1, local.tracks) and local.videos == 1
+    assert local.tracks >= 2, "the tiny models found (almost) no tracks: nothing to compare"
+    want, got = stored_tracks(tmp_path / "local"), stored_tracks(tmp_path / "ray")
+    assert list(got) == list(want) and got == want
+    assert all(len(frames) >= 2 for tracks in got.values() for _, _, frames in tracks)
+    assert_same_regions(snapshot(tmp_path / "ray")[0], snapshot(tmp_path / "local")[0])
+    with DataDir.open(tmp_path / "ray", manifest) as dd:
+        again = run_ray([str(folder)], config, dd, progress=False)
+    assert (again.indexed, again.unchanged, again.videos) == (0, 2, 0)
