@@ -264,16 +264,18 @@ class TrackBuilder:
     (the prompt slid onto another object; ``None`` disables); a track lost less than
     ``reid_frames`` sampled frames ago (default: two keyframe intervals, so an object hidden
     across one keyframe can still come back) can be resumed at a keyframe by an unmatched mask
-    whose centre lies within ``reid_distance`` x the object's size (square root of its area) of
-    where its last motion predicts, with an area within 3x (it may be partly hidden) and a colour
-    within ``max_colour_shift`` (the gap stays a gap).
+    whose centre lies within ``reid_distance`` x the object's size (square root of its area) +
+    ``reid_motion`` x the distance it was predicted to travel of where its last motion predicts,
+    with an area at most 3x the track's (smaller is fine: it may be partly hidden) and a colour
+    within ``max_colour_shift``; masks and lost tracks are paired by the Hungarian algorithm on
+    the relative distance + the relative colour change (the gap stays a gap).
     """
 
     def __init__(self, segmenter: Any, propagator: Propagator, *, keyframe_every: int = 4,
                  match_iou: float = 0.5, min_score: float = 0.5, collapse: float = 0.25,
                  max_area: float = 0.4, min_area: int = 64, contained: float = 0.8,
                  max_colour_shift: float | None = 60.0, reid_frames: int | None = None, reid_distance: float = 1.0,
-                 crop_fn: CropFn | None = None, n_crops: int = DEFAULT_N_CROPS):
+                 reid_motion: float = 1.0, crop_fn: CropFn | None = None, n_crops: int = DEFAULT_N_CROPS):
         if keyframe_every < 1:
             raise ConfigError(f"keyframe_every must be >= 1 sampled frame, got {keyframe_every}")
         if not 0.0 < match_iou <= 1.0:
@@ -285,7 +287,7 @@ class TrackBuilder:
         self.collapse, self.max_area, self.min_area, self.contained = collapse, max_area, min_area, contained
         self.max_colour_shift = max_colour_shift
         self.reid_frames = 2 * keyframe_every if reid_frames is None else reid_frames
-        self.reid_distance = reid_distance
+        self.reid_distance, self.reid_motion = reid_distance, reid_motion
         self.crop_fn, self.n_crops = crop_fn, n_crops
         self.live: dict[int, _State] = {}
         self.lost: dict[int, _State] = {}
@@ -376,8 +378,11 @@ class TrackBuilder:
         for tid in list(self.live):
             st, p = self.live[tid], proposals.get(tid)
             area = int(p.mask.sum()) if p is not None else 0
-            if (p is None or area == 0 or p.score < self.min_score or area < self.collapse * st.area
-                    or not self._colour_ok(mean_colour(frame.image, p.mask), st.colour)):
+            why = ("no proposal" if p is None or area == 0 else f"score {p.score:.2f}" if p.score < self.min_score
+                   else f"area {area} < {self.collapse} x {st.area:.0f}" if area < self.collapse * st.area
+                   else "colour" if not self._colour_ok(mean_colour(frame.image, p.mask), st.colour) else "")
+            if why:
+                log.debug("frame %d: track %d lost (%s)", frame.index, tid, why)
                 self._lose(tid)
                 continue
             current[tid] = (p.mask, p.score)
@@ -428,8 +433,29 @@ class TrackBuilder:
             covered |= m
         return matched
 
+    def _reid_cost(self, st: _State, c: tuple[float, float], area: float, colour: np.ndarray) -> tuple[float, float]:
+        """How well a mask (centre ``c``, ``area``, mean ``colour``) continues the lost track
+        ``st``: ``(cost, distance)``; the cost is infinite outside the gates (see the class doc).
+
+        The distance is the centre's from where the track's last motion predicts, in units of the
+        tolerance ``reid_distance`` x size + ``reid_motion`` x predicted travel: a prediction over
+        a longer gap or at a higher speed is less sure (and the visible part of a partly hidden
+        object is off-centre), so a fast object hidden at a crossing is still found where it
+        reappears. A track seen on one frame only has no motion yet: one size per frame is its
+        travel. The cost adds the colour change (as a fraction of ``max_colour_shift``)."""
+        gap = self.stats.frames - st.seen
+        size = max(float(np.sqrt(st.area)), 1.0)
+        speed = float(np.hypot(*st.motion)) if len(st.track.frames) >= 2 else size
+        px, py = st.centre[0] + st.motion[0] * gap, st.centre[1] + st.motion[1] * gap
+        d = float(np.hypot(c[0] - px, c[1] - py)) / (self.reid_distance * size + self.reid_motion * speed * gap)
+        shift = float(np.linalg.norm(colour - st.colour))
+        if d > 1.0 or area > 3.0 * st.area or not self._colour_ok(colour, st.colour):
+            return np.inf, d
+        return d + (shift / self.max_colour_shift if self.max_colour_shift else 0.0), d
+
     def _reidentify(self, frame: SampledFrame, masks: list[np.ndarray]) -> dict[int, int]:
-        """Unmatched keyframe masks (index into ``masks``) that resume recently lost tracks."""
+        """Unmatched keyframe masks (index into ``masks``) that resume recently lost tracks:
+        Hungarian assignment on :meth:`_reid_cost` (predicted position + appearance)."""
         from scipy.optimize import linear_sum_assignment
 
         lost = list(self.lost)
@@ -440,11 +466,10 @@ class TrackBuilder:
             c, area, colour = centroid(m), float(m.sum()), mean_colour(frame.image, m)
             for j, tid in enumerate(lost):
                 st = self.lost[tid]
-                gap = self.stats.frames - st.seen
-                px, py = st.centre[0] + st.motion[0] * gap, st.centre[1] + st.motion[1] * gap
-                d = float(np.hypot(c[0] - px, c[1] - py)) / max(np.sqrt(st.area), 1.0)
-                if d <= self.reid_distance and 1 / 3 <= area / max(st.area, 1.0) <= 3.0 and self._colour_ok(colour, st.colour):
-                    cost[i, j] = d
+                cost[i, j], d = self._reid_cost(st, c, area, colour)
+                log.debug("frame %d: mask %d at (%.0f, %.0f) for lost track %d: distance %.2f area x%.2f colour %.0f "
+                          "cost %.2f", frame.index, i, c[0], c[1], tid, d, area / max(st.area, 1.0),
+                          float(np.linalg.norm(colour - st.colour)), cost[i, j])
         finite = np.where(np.isfinite(cost), cost, 1e6)
         rows, cols = linear_sum_assignment(finite)
         return {int(i): lost[int(j)] for i, j in zip(rows, cols) if np.isfinite(cost[i, j])}

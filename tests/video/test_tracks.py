@@ -116,6 +116,65 @@ def test_a_lost_object_is_resumed_at_the_next_keyframe_or_becomes_a_new_track_wi
                                                                  else [[0, 1]])
 
 
+def _crossing_clip(n_frames=13, width=240, height=200):
+    """A fast red square (20 px, 16 px/frame) enters from the left border, passes behind a
+    static blue square (60 px, drawn on top) at frames 2-6 and comes out on the other side. Its
+    first two masks (entering: the visible part grows) make its measured motion 9 px/frame, so
+    where it reappears is ~2.5 sizes from where that motion predicts: a crossing of a fast
+    object the tracker loses and must resume, not restart."""
+    from types import SimpleNamespace
+
+    frames, masks = [], []
+    for t in range(n_frames):
+        red, blue = np.zeros((height, width), bool), np.zeros((height, width), bool)
+        x = -14 + 16 * t
+        red[40:60, max(x, 0):max(x + 20, 0)] = True
+        blue[20:80, 20:80] = True
+        red &= ~blue
+        img = np.full((height, width, 3), 120, np.uint8)
+        img[red], img[blue] = (215, 35, 35), (35, 75, 215)
+        frames.append(img)
+        masks.append([red, blue])
+    masks = np.array(masks)
+    return SimpleNamespace(frames=np.stack(frames), masks=masks, present=masks.sum((2, 3)) >= 64,
+                           spec=SimpleNamespace(fps=2.0), captions=["red square", "blue square"])
+
+
+@pytest.mark.parametrize("reid_motion, red_tracks, switches", [(1.0, 1, 0), (0.0, 2, 1)])
+def test_a_fast_object_hidden_at_a_crossing_keeps_its_identity(reid_motion, red_tracks, switches):
+    """The re-identification tolerance grows with the predicted travel (``reid_motion``); with
+    only the size-based tolerance (0: the earlier rule) the red square comes back as a new track,
+    an identity switch."""
+    clip, clock = _crossing_clip(), _Clock()
+    tracks, _ = build_tracks(_frames(clip, clock), OracleSegmenter(clip, clock), OraclePropagator(clip, clock),
+                             keyframe_every=4, min_area=64, reid_motion=reid_motion)
+    red = [t for t in tracks if any(mask_iou(decode_rle(f.rle), clip.masks[f.index, 0]) > 0.5 for f in t.frames)]
+    assert len(red) == red_tracks and len(tracks) == red_tracks + 1
+    res = _score(clip, tracks)
+    assert res.max_switches == switches
+    if red_tracks == 1:
+        assert sorted(red[0].masks_by_index()) == [0, 1, *range(8, 13)]  # hidden 2-6, found at keyframe 8
+
+
+def test_a_resumed_track_needs_its_colour_and_a_plausible_place():
+    """The wider tolerance is still a gate: the same crossing with the red square coming back
+    green, or coming back 5 sizes off its line, starts a new track."""
+    for change in ("colour", "place"):
+        clip, clock = _crossing_clip(), _Clock()
+        for t in range(7, 13):
+            red = clip.masks[t, 0]
+            if change == "colour":
+                clip.frames[t][red] = (40, 165, 55)
+            else:
+                moved = np.roll(red, 100, axis=0)  # 111 px off, tolerance 20 + 9 x 7 = 83
+                clip.frames[t][red] = 120
+                clip.frames[t][moved] = (215, 35, 35)
+                clip.masks[t, 0] = moved
+        tracks, _ = build_tracks(_frames(clip, clock), OracleSegmenter(clip, clock), OraclePropagator(clip, clock),
+                                 keyframe_every=4, min_area=64)
+        assert len(tracks) == 3, change
+
+
 def test_a_propagated_mask_of_another_colour_loses_the_track():
     clip, clock = make_clip(31, "slow", n_frames=3), _Clock()
 
