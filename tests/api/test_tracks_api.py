@@ -165,5 +165,14 @@ def test_video_frame_jpeg_with_and_without_the_track_outline(video_client):
     assert client.get(f"/v1/videos/{image_hit['image_id']}/frames/0.jpg").status_code == 404
     not_track = client.get(url + f"?track={image_hit['region_id']}")
     assert not_track.status_code == 404 and "not a track" in not_track.json()["error"]
+    part = client.get(url + "?box=10,20,50,40.5&quality=95")
+    assert part.status_code == 200 and Image.open(io.BytesIO(part.content)).size == (50, 41)
+    part = np.asarray(Image.open(io.BytesIO(part.content)).convert("RGB")).astype(int)
+    assert np.abs(part - truth[20:61, 10:60]).mean() < 4
+    clipped = client.get(url + f"?box=200,0,500,10&track={track['region_id']}")
+    assert clipped.status_code == 200 and Image.open(io.BytesIO(clipped.content)).size == (truth.shape[1] - 200, 10)
+    outside = client.get(url + f"?box={truth.shape[1]},0,5,5")
+    assert outside.status_code == 422 and "does not overlap" in outside.json()["error"]
+    assert client.get(url + "?box=1,2,3").status_code == 422
     assert client.get(f"/v1/videos/{vid}/frames/-1.jpg").status_code == 422
     assert client.get(url + "?size=8").status_code == 422
