@@ -1036,18 +1036,18 @@ function pickColours() {
 }
 
 // a mask (w x h) scaled to the canvas: a light tint, an opaque ring in ``rgb`` just inside the
-// edge and a dark ring just outside it, so the outline shows on any background
+// edge and a dark ring just outside it (``r`` canvas pixels each), so the outline shows on any background
 function paintOutline(ctx, mask, w, h, rgb, bbox) {
-  const cw = ctx.canvas.width, ch = ctx.canvas.height, sx = w / cw, sy = h / ch;
-  const x0 = Math.max(0, Math.floor(bbox[0] / sx) - 3), y0 = Math.max(0, Math.floor(bbox[1] / sy) - 3);
-  const x1 = Math.min(cw, Math.ceil((bbox[0] + bbox[2]) / sx) + 3), y1 = Math.min(ch, Math.ceil((bbox[1] + bbox[3]) / sy) + 3);
+  const cw = ctx.canvas.width, ch = ctx.canvas.height, sx = w / cw, sy = h / ch, r = Math.max(2, Math.round(cw / 300));
+  const x0 = Math.max(0, Math.floor(bbox[0] / sx) - r - 1), y0 = Math.max(0, Math.floor(bbox[1] / sy) - r - 1);
+  const x1 = Math.min(cw, Math.ceil((bbox[0] + bbox[2]) / sx) + r + 1), y1 = Math.min(ch, Math.ceil((bbox[1] + bbox[3]) / sy) + r + 1);
   if (x1 <= x0 || y1 <= y0) return;
   const bw = x1 - x0, bh = y1 - y0, m = new Uint8Array(bw * bh);
   for (let y = 0; y < bh; y++) {
     const row = Math.min(h - 1, Math.floor((y + y0 + 0.5) * sy)) * w;
     for (let x = 0; x < bw; x++) m[y * bw + x] = mask[row + Math.min(w - 1, Math.floor((x + x0 + 0.5) * sx))];
   }
-  const img = ctx.getImageData(x0, y0, bw, bh), d = img.data, r = Math.max(1, Math.round(cw / 400));
+  const img = ctx.getImageData(x0, y0, bw, bh), d = img.data;
   const near = (x, y, v) => {  // a pixel within r of (x, y) whose mask value is v
     for (let dy = -r; dy <= r; dy++) for (let dx = -r; dx <= r; dx++) {
       const xx = x + dx, yy = y + dy;
