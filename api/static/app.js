@@ -926,7 +926,7 @@ async function openPlayer(trackId, at) {
   await seekFrame(first);
   if (token !== player.token) return;
   pickColours(); drawPlayer();
-  playerStatus("Play, or click the time bar to seek. Pause and click the object to track it from that frame.");
+  playerStatus("Play (space), step (← →) or click the time bar to seek. Pause and click an object to track it from that frame.");
   $("player").dataset.state = "done";
 }
 
@@ -1194,7 +1194,18 @@ async function streamLines(url, body, signal, onLine) {
   if (buf.trim()) onLine(JSON.parse(buf));
 }
 
+// keys while the player is open: space plays/pauses, left/right step to the previous/next frame
+function playerKey(ev) {
+  if (!player.track || player.frame === null || ["INPUT", "SELECT", "TEXTAREA", "BUTTON"].includes(document.activeElement.tagName)) return;
+  if (ev.key === " ") { ev.preventDefault(); if (player.playing) pause(); else play(); return; }
+  if (ev.key !== "ArrowLeft" && ev.key !== "ArrowRight") return;
+  ev.preventDefault(); pause();
+  const i = player.steps.indexOf(nearestStep(player.frame)) + (ev.key === "ArrowRight" ? 1 : -1);
+  if (i >= 0 && i < player.steps.length) seekFrame(player.steps[i]).then((ok) => { if (ok) rememberFrame(); });
+}
+
 function setupPlayer() {
+  document.addEventListener("keydown", playerKey);
   $("play-btn").addEventListener("click", () => (player.playing ? pause() : play()));
   $("timebar").addEventListener("click", seekToBar);
   $("player-canvas").addEventListener("click", playerClick);

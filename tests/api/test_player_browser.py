@@ -177,6 +177,13 @@ def test_a_link_opens_the_player_at_its_frame_then_escape_closes(browser, video_
         wait_player(page)
         assert player_frame(page) == mid
         assert coloured(page, "trackRgb") > 20
+        steps = page.evaluate("player.steps")
+        page.keyboard.press("ArrowRight")
+        after = steps[steps.index(mid) + 1]
+        page.wait_for_function(f"document.getElementById('player').dataset.frame === '{after}'", timeout=T)
+        assert url_params(page)["at"] == str(after)
+        page.keyboard.press("ArrowLeft")
+        page.wait_for_function(f"document.getElementById('player').dataset.frame === '{mid}'", timeout=T)
         page.keyboard.press("Escape")
         assert page.is_hidden("#player") and "track" not in url_params(page)
         page.go_back()
