@@ -211,9 +211,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse({"error": "internal error"}, status_code=500)
 
-    from .routes import browse, health, images, regions, scene, search, segment, store, tracks, video_segment
+    from .routes import browse, health, images, regions, scene, search, segment, store, tracks, video_segment, videos
 
-    for module in (health, search, regions, browse, segment, video_segment, images, scene, store, tracks):
+    for module in (health, search, regions, browse, segment, video_segment, images, scene, store, tracks, videos):
         app.include_router(module.router)
 
     @app.get("/", include_in_schema=False)

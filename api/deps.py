@@ -141,6 +141,8 @@ class ServiceState:
     images: LRUCache = field(default_factory=lambda: LRUCache(8))
     image_keys: LRUCache = field(default_factory=lambda: LRUCache(1024))
     amg: LRUCache = field(default_factory=lambda: LRUCache(8))
+    frames: LRUCache = field(default_factory=lambda: LRUCache(24))
+    seekers: LRUCache = field(default_factory=lambda: LRUCache(8))
 
     # ------------------------------------------------------------------ startup
     def start(self) -> None:
@@ -156,6 +158,7 @@ class ServiceState:
         cfg = load_config_for(existing, s.config, {"device": s.device} if s.device else None)
         self.engine = Engine(cfg, s.data_dir, s.db, readonly=True)
         self.amg = LRUCache(s.segment_cache_size)
+        self.frames = LRUCache(s.video_frame_cache_frames)
         if s.preload_models:
             self.engine.pipeline.embedder
             self.prompt_segmenter()
@@ -272,27 +275,49 @@ class ServiceState:
 
     def load_indexed_image(self, image_id: int, frame: int | None = None) -> tuple[Any, np.ndarray]:
         """The record and pixels (``HWC uint8 RGB``) of an indexed image, or of decoded frame
-        ``frame`` of an indexed video. The path comes from the database only, never from a request."""
+        ``frame`` of an indexed video (found by seeking, see :meth:`video_frame`). The path comes
+        from the database only, never from a request."""
         from regionsearch.imageio import load_image, path_from_db
 
         rec = self.datadir().store.get_image(image_id)
-        key = (rec.id, rec.sha256) if frame is None else (rec.id, rec.sha256, int(frame))
+        if frame is not None:
+            return rec, self.video_frame(rec, int(frame))
+        key = (rec.id, rec.sha256)
         arr = self.images.get(key)
         if arr is not None:
             return rec, arr
         try:
-            if frame is not None:
-                from regionsearch.video.decode import read_frame
-
-                vcfg = self.engine.config.video
-                array = read_frame(path_from_db(rec.path), frame, max_pixels=vcfg.max_pixels, max_bytes=vcfg.max_bytes)
-            else:
-                cfg = self.engine.config.ingest
-                array = load_image(path_from_db(rec.path), max_pixels=cfg.max_pixels, max_bytes=cfg.max_bytes).array
+            cfg = self.engine.config.ingest
+            array = load_image(path_from_db(rec.path), max_pixels=cfg.max_pixels, max_bytes=cfg.max_bytes).array
         except InvalidImageError as exc:
             raise NotFoundError(f"the file of image {image_id} cannot be read on the server ({exc})") from exc
         self.images.put(key, array)
         return rec, array
+
+    def video_frame(self, rec: Any, frame: int) -> np.ndarray:
+        """Decoded frame ``frame`` (from 0) of the indexed video ``rec`` (an images row), ``HWC
+        uint8 RGB`` upright. Kept in an LRU of ``video_frame_cache_frames``; each video's
+        :class:`~regionsearch.video.decode.FrameSeeker` (its frame timestamps and open decoder) in
+        another, so nearby frames cost a seek and a short decode. ``NotFoundError`` for a frame the
+        video does not have or a file that cannot be read."""
+        from regionsearch.imageio import path_from_db
+        from regionsearch.video.decode import FrameSeeker
+
+        key = (rec.id, rec.sha256, frame)
+        arr = self.frames.get(key)
+        if arr is not None:
+            return arr
+        try:
+            seeker = self.seekers.get(key[:2])
+            if seeker is None:
+                vcfg = self.engine.config.video
+                seeker = FrameSeeker(path_from_db(rec.path), max_pixels=vcfg.max_pixels, max_bytes=vcfg.max_bytes)
+                self.seekers.put(key[:2], seeker)
+            array = seeker.read(frame)
+        except InvalidImageError as exc:
+            raise NotFoundError(f"frame {frame} of video {rec.id} cannot be read on the server ({exc})") from exc
+        self.frames.put(key, array)
+        return array
 
 
 def get_state(request: Request) -> ServiceState:

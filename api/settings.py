@@ -56,6 +56,8 @@ class Settings(BaseModel):
     video_feature_cache_frames: int = Field(default=64, ge=1)
     #: sampled frames /v1/segment/video holds for one backward propagation
     video_max_backward_frames: int = Field(default=300, ge=1)
+    #: decoded video frames kept for the frame endpoint and crops (LRU, by video and frame)
+    video_frame_cache_frames: int = Field(default=24, ge=1)
     #: seconds between checks for index data committed by another process
     reload_interval_s: float = Field(default=1.0, ge=0)
     #: load the models during startup (else on first use)

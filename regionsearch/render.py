@@ -131,11 +131,11 @@ def _rings(mask: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray, tuple[slic
 
 
 def _fill_and_outline(image: np.ndarray, rles: Sequence[dict], alpha: float,
-                      out: Rendered) -> list[np.ndarray | None]:
+                      out: Rendered, thickness: int | None = None) -> list[np.ndarray | None]:
     """Tint every mask, then draw every double outline (so no fill covers an edge); returns the
     decoded masks (None where one does not fit the image)."""
     h, w = image.shape[:2]
-    t = max(1, round(max(h, w) / 300))
+    t = int(thickness) if thickness else max(1, round(max(h, w) / 300))
     canvas = image.astype(np.float32)
     masks: list[np.ndarray | None] = []
     for rle in rles:
@@ -224,14 +224,16 @@ def _draw_labels(pil, labels: Sequence[str], boxes: Sequence[Sequence[float]], m
 
 def render_overlay(image: np.ndarray, rles: Sequence[dict], bboxes: Sequence[Sequence[float]] = (),
                    labels: Sequence[str] = (), alpha: float = 0.45, title: str | None = None,
-                   max_labels: int = MAX_LABELS) -> Rendered:
+                   max_labels: int = MAX_LABELS, thickness: int | None = None) -> Rendered:
     """Fill and outline each mask (COCO RLE) of ``image`` (HWC uint8 RGB), then label region ``i``
     (XYWH ``bboxes[i]`` pixels) with ``labels[i]``, most important first; ``title`` top left.
-    A region whose mask does not fit the image is drawn as its box."""
+    A region whose mask does not fit the image is drawn as its box. ``thickness``: pixels of each
+    of the two outline rings (default: 1 per 300 pixels of the image's longer side, at least 1;
+    small pictures shown enlarged or thumbnails shown shrunk want more)."""
     from PIL import Image, ImageDraw
 
     out = Rendered(image)
-    masks = _fill_and_outline(np.ascontiguousarray(image[..., :3]), rles, alpha, out)
+    masks = _fill_and_outline(np.ascontiguousarray(image[..., :3]), rles, alpha, out, thickness)
     pil = Image.fromarray(out.image)
     draw = ImageDraw.Draw(pil)
     for i, box in enumerate(bboxes):
@@ -244,9 +246,10 @@ def render_overlay(image: np.ndarray, rles: Sequence[dict], bboxes: Sequence[Seq
 
 
 def overlay(image: np.ndarray, rles: Sequence[dict], bboxes: Sequence[Sequence[float]] = (),
-            labels: Sequence[str] = (), alpha: float = 0.45, title: str | None = None) -> np.ndarray:
+            labels: Sequence[str] = (), alpha: float = 0.45, title: str | None = None,
+            thickness: int | None = None) -> np.ndarray:
     """:func:`render_overlay`'s image (HWC uint8 RGB)."""
-    return render_overlay(image, rles, bboxes, labels, alpha, title).image
+    return render_overlay(image, rles, bboxes, labels, alpha, title, thickness=thickness).image
 
 
 def to_png(image: np.ndarray) -> bytes:

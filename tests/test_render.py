@@ -88,6 +88,22 @@ def test_outline_is_drawn_and_contrasts_with_the_region(colour, background):
     assert (drawn[2, 2] == image[2, 2]).all()
 
 
+@pytest.mark.parametrize("thickness", [None, 1, 3, 6])
+def test_outline_rings_are_as_thick_as_asked(thickness):
+    """``thickness``: pixels of each ring, measured along a row through a square's centre (the
+    default on a 200 px image: 1)."""
+    image = np.full((200, 200, 3), 128, np.uint8)
+    mask = np.zeros((200, 200), bool)
+    mask[50:150, 50:150] = True
+    image[mask] = (30, 160, 60)
+    drawn = render_overlay(image, [encode_rle(mask)], alpha=0.0, thickness=thickness).image
+    row = np.abs(drawn[100].astype(int) - image[100].astype(int)).sum(1) > 30  # changed pixels of the centre row
+    left = np.nonzero(mask[100])[0][0]
+    changed = np.nonzero(row[: left + 20])[0]
+    assert changed.size == 2 * (thickness or 1), changed
+    assert changed.min() == left - (thickness or 1) and changed.max() == left + (thickness or 1) - 1
+
+
 def test_regions_of_one_colour_get_distinguishable_fills():
     size = 300
     image = np.full((size, size, 3), 128, np.uint8)

@@ -40,12 +40,14 @@ def list_images(state: State,
 @router.get("/images/{image_id}/thumb.jpg", response_class=Response, responses={**JPEG, **errors(404, 422, 503)})
 def thumbnail(image_id: ImageId, state: State,
               size: Annotated[int, Query(ge=16, le=1024, description="longest side in pixels")] = 256) -> Response:
-    """The image scaled down (never up) to ``size`` pixels on its longest side, as JPEG."""
+    """The image scaled down (never up) to ``size`` pixels on its longest side, as JPEG; for an
+    indexed video, its first frame."""
     import io
 
     from PIL import Image
 
-    _, image = state.load_indexed_image(image_id)
+    video = state.datadir().store.get_video(image_id)
+    _, image = state.load_indexed_image(image_id, frame=0 if video is not None else None)
     pil = Image.fromarray(image)
     pil.thumbnail((size, size), Image.BILINEAR)
     buf = io.BytesIO()

@@ -7,8 +7,13 @@
 //               itself stays in this browser (memory + sessionStorage), so such a link works here only
 //   prefix, area (% of the image), score, one=1: filters · k: page size · n: results loaded
 //   image=ID, sel=REGION: the open image and its selected region
+//   track=ID, at=FRAME: the open player of a video object track and the frame it is paused on
 // The open image shows its regions (masks over the image and a list) and takes SAM 2.1 prompts:
 // click / shift-click / right-click / drag on it -> masks live (multimask candidates).
+// A track hit shows a strip of its frames with the mask outlined (drawn by the server); a click
+// opens the player: server-decoded frames stepped at the sampled times (no browser codec needed),
+// the track's outline drawn over them, a time bar; a click on a paused frame tracks what is
+// under it (POST /v1/segment/video, NDJSON read as it streams).
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -27,7 +32,7 @@ const queryImages = new Map();  // qimg key -> { blob, name, url }
 let viewerToken = 0, hoverRegion = null, pendingRelation = null;
 
 function defaultView() {
-  return { q: "", like: null, qimg: null, prefix: "", area: "", score: "", one: false, k: 24, n: 24, image: null, sel: null };
+  return { q: "", like: null, qimg: null, prefix: "", area: "", score: "", one: false, k: 24, n: 24, image: null, sel: null, track: null, at: null };
 }
 
 function mode(v) { return v.like ? "similar" : v.qimg ? "image" : v.q ? "text" : "browse"; }
@@ -116,6 +121,9 @@ function readURL() {
   v.n = Math.max(v.k, posInt(p.get("n")) || v.k);
   v.image = posInt(p.get("image"));
   v.sel = posInt(p.get("sel"));
+  v.track = v.image ? null : posInt(p.get("track"));
+  const at = Number(p.get("at"));
+  v.at = v.track && p.get("at") !== null && Number.isInteger(at) && at >= 0 ? at : null;
   return v;
 }
 
@@ -132,6 +140,8 @@ function toURL(v) {
   if (v.n > v.k) p.set("n", v.n);
   if (v.image) p.set("image", v.image);
   if (v.sel) p.set("sel", v.sel);
+  if (v.track) p.set("track", v.track);
+  if (v.track && v.at !== null) p.set("at", v.at);
   const s = p.toString();
   return location.pathname + (s ? `?${s}` : "");
 }
@@ -155,6 +165,8 @@ function show(next) {
   else if (view.n > run.count && !run.exhausted && !run.loading) loadResults(true);
   if (view.image !== state.openId) { if (view.image) openImage(view.image); else closeViewer(); }
   else if (view.sel !== prevSel) selectRegion(view.sel);
+  if (view.track !== player.trackId) { if (view.track) openPlayer(view.track, view.at); else closePlayer(); }
+  else if (view.track && view.at !== null && view.at !== player.frame) seekFrame(view.at);
 }
 
 function syncControls() {
@@ -320,7 +332,7 @@ function imageTile(im) {
   count.className = "kind"; count.textContent = plural(im.regions, "region");
   meta.append(name, count);
   card.append(img, meta);
-  const open = () => { pendingRelation = null; go({ image: im.image_id, sel: null }); };
+  const open = () => { pendingRelation = null; go({ image: im.image_id, sel: null, track: null, at: null }); };
   card.addEventListener("click", open);
   card.addEventListener("keydown", (ev) => { if (ev.key === "Enter") open(); });
   if (view.image === im.image_id) card.classList.add("active");
@@ -340,23 +352,70 @@ function hitCard(h, rank) {
     card.classList.add("relational");
   }
   card.append(cropImg(h.region_id), scoreBar(h), meta, likeButton(h.region_id, "link"));
-  card.addEventListener("click", () => { pendingRelation = h.relation || null; go({ image: h.image_id, sel: h.region_id }); });
+  card.addEventListener("click", () => { pendingRelation = h.relation || null; go({ image: h.image_id, sel: h.region_id, track: null, at: null }); });
   if (view.sel === h.region_id) card.classList.add("active");
   return card;
 }
 
-// A video object track: its best frame's crop, the video and time range; a click plays the video
-// over the track's range (a media fragment #t=start,end in the browser's own player).
+// A video object track: a strip of its frames with the mask outlined (JPEGs drawn by the server),
+// the time range; a click opens the player
 function trackCard(h, rank) {
   const card = document.createElement("div");
   card.className = "hit track"; card.dataset.regionId = h.region_id; card.dataset.videoId = h.video.id;
   const range = `${h.t_start.toFixed(1)}–${h.t_end.toFixed(1)} s`;
   card.title = `${h.video.path}\ntrack ${h.region_id} · ${range} · frames ${h.frame_start}–${h.frame_end}`;
-  card.append(cropImg(h.region_id), scoreBar(h), hitMeta(h, rank, `track · ${range}`), likeButton(h.region_id, "link"));
-  card.addEventListener("click", () => {
-    window.open(`/v1/images/${h.video.id}/file#t=${h.t_start.toFixed(2)},${h.t_end.toFixed(2)}`, "_blank", "noopener");
-  });
+  card.append(trackStrip(h), scoreBar(h), hitMeta(h, rank, `track · ${range}`), likeButton(h.region_id, "link"));
+  card.addEventListener("click", () => go({ track: h.region_id, at: null, image: null, sel: null }));
+  if (view.track === h.region_id) card.classList.add("active");
   return card;
+}
+
+// up to STRIP_MAX of the track's stored frames, evenly spread over its range (first and last kept)
+const STRIP_MAX = 5;
+function stripFrames(frames) {
+  const n = Math.min(STRIP_MAX, frames.length);
+  if (n < 2) return frames.slice(0, n);
+  return [...new Set(Array.from({ length: n }, (_, i) => Math.round(i * (frames.length - 1) / (n - 1))))].map((i) => frames[i]);
+}
+
+// the part of the video the strip shows: every box of the track, grown by half its larger side
+// (context), square where the frame allows; XYWH pixels
+function stripBox(frames) {
+  const [H, W] = frames[0].mask.size;
+  let x0 = W, y0 = H, x1 = 0, y1 = 0;
+  frames.forEach(({ bbox: [x, y, w, h] }) => { x0 = Math.min(x0, x); y0 = Math.min(y0, y); x1 = Math.max(x1, x + w); y1 = Math.max(y1, y + h); });
+  const side = Math.max(32, 1.5 * Math.max(x1 - x0, y1 - y0)), bw = Math.min(W, side), bh = Math.min(H, side);
+  const x = Math.min(W - bw, Math.max(0, (x0 + x1 - bw) / 2)), y = Math.min(H - bh, Math.max(0, (y0 + y1 - bh) / 2));
+  return [x, y, bw, bh].map((v) => Math.max(0, Math.round(v)));
+}
+
+function trackStrip(h) {
+  const strip = document.createElement("div");
+  strip.className = "strip"; strip.dataset.state = "loading";
+  const frameImg = (f, box) => {
+    const img = document.createElement("img");
+    img.alt = `frame ${f.frame} (${f.t.toFixed(1)} s)`; img.title = img.alt; img.dataset.frame = f.frame;
+    img.src = `/v1/videos/${h.video.id}/frames/${f.frame}.jpg?track=${h.region_id}&size=144${box ? `&box=${box.join(",")}` : ""}`;
+    return img;
+  };
+  getTrack(h.region_id).then((tr) => {
+    const box = stripBox(tr.frames);
+    strip.replaceChildren(...stripFrames(tr.frames).map((f) => frameImg(f, box)));
+    strip.dataset.state = "done";
+  }).catch(() => {  // the track went away (re-indexed): its best frame alone
+    strip.replaceChildren(frameImg({ frame: h.best_frame.frame, t: h.best_frame.t }));
+    strip.dataset.state = "done";
+  });
+  return strip;
+}
+
+const trackCache = new Map();  // track id -> promise of GET /v1/tracks/{id}
+function getTrack(id) {
+  if (!trackCache.has(id)) {
+    trackCache.set(id, api("GET", `/v1/tracks/${id}`).catch((e) => { trackCache.delete(id); throw e; }));
+    if (trackCache.size > 64) trackCache.delete(trackCache.keys().next().value);
+  }
+  return trackCache.get(id);
 }
 
 function cropImg(regionId) {
@@ -396,8 +455,9 @@ function moreLike(regionId) {
 
 function markActiveCards() {
   document.querySelectorAll(".hit, .tile").forEach((c) => {
-    const on = c.classList.contains("hit") ? Number(c.dataset.regionId) === view.sel && Number(c.dataset.imageId) === view.image
-      : Number(c.dataset.imageId) === view.image;
+    const on = c.classList.contains("track") ? Number(c.dataset.regionId) === view.track
+      : c.classList.contains("hit") ? Number(c.dataset.regionId) === view.sel && Number(c.dataset.imageId) === view.image
+        : Number(c.dataset.imageId) === view.image;
     c.classList.toggle("active", on);
   });
 }
@@ -423,7 +483,10 @@ async function renderQueryCard(m) {
     img.src = `/v1/regions/${like}/crop.png?size=128`; img.hidden = false;
     const sub = $("query-sub"), a = document.createElement("a");
     a.href = "#"; a.textContent = "open its image";
-    a.addEventListener("click", (ev) => { ev.preventDefault(); pendingRelation = null; go({ image: r.image_id, sel: like }); });
+    a.addEventListener("click", (ev) => {
+      ev.preventDefault(); pendingRelation = null;
+      go(r.kind === "track" ? { track: like, at: null, image: null, sel: null } : { image: r.image_id, sel: like, track: null, at: null });
+    });
     sub.replaceChildren(`${r.kind === "whole" ? "whole image" : plural(r.area, "pixel")} of ${baseName(r.image_path)} · `, a);
   } catch (e) { $("query-sub").textContent = e.message; }
 }
@@ -521,6 +584,12 @@ async function openImage(imageId) {
     return;
   }
   if (token !== viewerToken) return;
+  const tracks = info.regions.filter((r) => r.kind === "track");
+  if (tracks.length) {  // a video (from browsing): its player, on the chosen track or the largest one
+    const pick = tracks.find((r) => r.region_id === view.sel) || tracks.reduce((a, b) => (b.area > a.area ? b : a));
+    go({ image: null, sel: null, track: pick.region_id, at: null }, false);
+    return;
+  }
   const img = $("viewer-img");
   await new Promise((resolve) => { img.onload = resolve; img.onerror = resolve; img.src = `/v1/images/${imageId}/file`; });
   if (token !== viewerToken) return;
@@ -541,8 +610,9 @@ async function openImage(imageId) {
 
 // on a narrow screen the viewer sits below the results: bring it into view when a result opens it
 function revealViewer(ev) {
-  const opened = ev.target.closest(".hit:not(.track), .tile") && !ev.target.closest(".like");
-  if (opened && window.matchMedia("(max-width: 900px)").matches) $("viewer").scrollIntoView({ behavior: "smooth", block: "start" });
+  const opened = ev.target.closest(".hit, .tile");
+  if (!opened || ev.target.closest(".like") || !window.matchMedia("(max-width: 900px)").matches) return;
+  $(opened.classList.contains("track") ? "player" : "viewer").scrollIntoView({ behavior: "smooth", block: "start" });
 }
 
 function closeViewer() {
@@ -817,8 +887,329 @@ function setupViewer() {
   $("close-viewer").addEventListener("click", () => go({ image: null, sel: null }));
   $("scene-btn").addEventListener("click", toggleScene);
   document.addEventListener("keydown", (ev) => {
-    if (ev.key === "Escape" && view.image && !["INPUT", "SELECT", "TEXTAREA"].includes(document.activeElement.tagName)) go({ image: null, sel: null });
+    if (ev.key !== "Escape" || ["INPUT", "SELECT", "TEXTAREA"].includes(document.activeElement.tagName)) return;
+    if (view.image) go({ image: null, sel: null });
+    else if (view.track) go({ track: null, at: null });
   });
+}
+
+// ---------------------------------------------------------------- track player
+// Frames come from GET /v1/videos/{id}/frames/{frame}.jpg (decoded on the server), so any codec
+// plays. The player steps through "steps": the video sampled every `stride` frames (the track's
+// own spacing), the track's stored frames and the frames an interactive run returned.
+const PLAYER_SIZE = 640;  // longest side of the frames requested (the server never scales up)
+// outline colours: the two of these farthest from the tracked object's own colour
+const OUTLINE_RGB = [[255, 200, 0], [0, 220, 255], [255, 64, 200], [30, 144, 255], [64, 235, 96], [255, 64, 64]];
+const player = { trackId: null, token: 0, track: null, vid: 0, w: 0, h: 0, fps: 0, last: 0, stride: 1, steps: [],
+  byFrame: new Map(), live: new Map(), frame: null, playing: false, run: null, trackRgb: OUTLINE_RGB[0], liveRgb: OUTLINE_RGB[1] };
+
+const frameURL = (frame) => `/v1/videos/${player.vid}/frames/${frame}.jpg?size=${PLAYER_SIZE}`;
+const frameTime = (frame) => (player.live.get(frame) || player.byFrame.get(frame) || { t: frame / (player.fps || 1) }).t;
+
+async function openPlayer(trackId, at) {
+  const token = ++player.token;
+  stopRun(); pause();
+  Object.assign(player, { trackId, track: null, frame: null, live: new Map(), byFrame: new Map(), steps: [] });
+  $("player").hidden = false; $("player").dataset.state = "loading"; delete $("player").dataset.frame;
+  $("player-title").textContent = `Track ${trackId}`; $("player-sub").textContent = "loading…";
+  playerStatus("");
+  markActiveCards();
+  let tr;
+  try { tr = await getTrack(trackId); } catch (e) {
+    if (token !== player.token) return;
+    $("player-sub").textContent = ""; playerStatus(e.message, true); $("player").dataset.state = "error";
+    return;
+  }
+  if (token !== player.token) return;
+  setupTrack(tr);
+  const first = at !== null && at !== undefined ? nearestStep(at) : tr.best_frame.frame;
+  await seekFrame(first);
+  if (token !== player.token) return;
+  pickColours(); drawPlayer();
+  playerStatus("Play (space), step (← →) or click the time bar to seek. Pause and click an object to track it from that frame.");
+  $("player").dataset.state = "done";
+}
+
+function setupTrack(tr) {
+  const [h, w] = tr.frames[0].mask.size, v = tr.video;
+  const gaps = tr.frames.slice(1).map((f, i) => f.frame - tr.frames[i].frame).sort((a, b) => a - b);
+  const stride = Math.max(1, gaps.length ? gaps[Math.floor(gaps.length / 2)] : Math.round(v.fps / 2) || 1);
+  const last = v.duration_s && v.fps ? Math.max(tr.frame_end, Math.round(v.duration_s * v.fps) - 1) : tr.frame_end;
+  Object.assign(player, { track: tr, vid: v.id, w, h, fps: v.fps, last, stride,
+    byFrame: new Map(tr.frames.map((f) => [f.frame, f])) });
+  rebuildSteps();
+  $("player-title").textContent = baseName(v.path); $("player-title").title = v.path;
+  $("player-sub").textContent = `track ${tr.region_id} · ${tr.t_start.toFixed(1)}–${tr.t_end.toFixed(1)} s · ${plural(tr.frames.length, "frame")} with its mask`;
+  setRange("track-range", tr.t_start, tr.t_end);
+  setRange("live-range", null, null);
+}
+
+function rebuildSteps() {
+  const set = new Set(player.byFrame.keys());
+  for (let f = 0; f <= player.last; f += player.stride) set.add(f);
+  player.live.forEach((_, f) => set.add(f));
+  player.steps = [...set].sort((a, b) => a - b);
+}
+
+function nearestStep(frame) {
+  let best = player.steps[0];
+  for (const f of player.steps) if (Math.abs(f - frame) < Math.abs(best - frame)) best = f;
+  return best;
+}
+
+function duration() { return player.fps ? (player.last + 1) / player.fps : 1; }
+
+function setRange(cls, t0, t1) {
+  const el = $("timebar").querySelector(`.${cls}`);
+  el.hidden = t0 === null;
+  if (t0 === null) return;
+  const d = duration();
+  el.style.left = `${100 * Math.max(0, t0) / d}%`;
+  el.style.width = `${Math.max(0.8, 100 * (t1 - t0 + 1 / (player.fps || 1)) / d)}%`;
+}
+
+// show a frame: its JPEG decoded off-screen first, then swapped in with its masks (no flicker)
+async function seekFrame(frame) {
+  const token = player.token, img = new Image();
+  img.src = frameURL(frame);
+  try { await img.decode(); } catch (e) {
+    if (token === player.token) playerStatus(`Frame ${frame} could not be loaded.`, true);
+    return false;
+  }
+  if (token !== player.token) return false;
+  player.frame = frame;
+  const el = $("player-img");
+  el.src = img.src;
+  $("player").dataset.frame = frame;
+  fitPlayer(); drawPlayer(); updateClock();
+  return true;
+}
+
+function fitPlayer() {
+  if (!player.track) return;
+  const wrap = $("player").querySelector(".stage-wrap"), img = $("player-img"), c = $("player-canvas");
+  const scale = Math.min((wrap.clientWidth - 12) / player.w, Math.max(240, window.innerHeight * 0.5) / player.h);
+  const dw = Math.floor(player.w * scale), dh = Math.floor(player.h * scale);
+  img.style.width = `${dw}px`; img.style.height = `${dh}px`;
+  const dpr = window.devicePixelRatio || 1;
+  if (c.width !== Math.round(dw * dpr) || c.height !== Math.round(dh * dpr)) { c.width = Math.round(dw * dpr); c.height = Math.round(dh * dpr); }
+}
+window.addEventListener("resize", () => { fitPlayer(); drawPlayer(); });
+
+function drawPlayer() {
+  const c = $("player-canvas"), ctx = context2d(c);
+  ctx.clearRect(0, 0, c.width, c.height);
+  const f = player.byFrame.get(player.frame), live = player.live.get(player.frame);
+  if (f) paintOutline(ctx, maskOf(f), player.w, player.h, player.trackRgb, f.bbox);
+  if (live) paintOutline(ctx, maskOf(live), player.w, player.h, player.liveRgb, live.bbox);
+  $("player").dataset.drawn = [f ? "track" : "", live ? "live" : ""].filter(Boolean).join(" ");
+}
+
+// the object's mean colour on the shown frame (its mask there, sampled on a small canvas), then the
+// outline colours farthest from it: the track's, and the interactive one (far from both)
+function pickColours() {
+  const f = player.byFrame.get(player.frame), img = $("player-img");
+  const dist = (a, b) => 2 * (a[0] - b[0]) ** 2 + 4 * (a[1] - b[1]) ** 2 + 3 * (a[2] - b[2]) ** 2;
+  let mean = null;
+  try {
+    if (f) {
+      const sc = Math.min(1, 256 / Math.max(player.w, player.h)), cw = Math.max(1, Math.round(player.w * sc)), ch = Math.max(1, Math.round(player.h * sc));
+      const c = document.createElement("canvas"); c.width = cw; c.height = ch;
+      const ctx = context2d(c); ctx.drawImage(img, 0, 0, cw, ch);
+      const d = ctx.getImageData(0, 0, cw, ch).data, m = maskOf(f), sum = [0, 0, 0];
+      let n = 0;
+      for (let y = 0; y < ch; y++) for (let x = 0; x < cw; x++) {
+        if (!m[Math.min(player.h - 1, Math.floor(y / sc)) * player.w + Math.min(player.w - 1, Math.floor(x / sc))]) continue;
+        const o = 4 * (y * cw + x); sum[0] += d[o]; sum[1] += d[o + 1]; sum[2] += d[o + 2]; n++;
+      }
+      if (n) mean = sum.map((v) => v / n);
+    }
+  } catch (e) { mean = null; }
+  const ranked = mean ? [...OUTLINE_RGB].sort((a, b) => dist(b, mean) - dist(a, mean)) : OUTLINE_RGB;
+  player.trackRgb = ranked[0];
+  player.liveRgb = ranked.slice(1).find((c) => dist(c, ranked[0]) > 60000) || ranked[1];
+  const css = (c) => `rgb(${c.join(",")})`;
+  document.querySelector(".legend .track-key").style.background = css(player.trackRgb);
+  document.querySelector(".legend .live-key").style.background = css(player.liveRgb);
+  $("timebar").querySelector(".track-range").style.background = css(player.trackRgb);
+  $("timebar").querySelector(".live-range").style.background = css(player.liveRgb);
+}
+
+// a mask (w x h) scaled to the canvas: a light tint, an opaque ring in ``rgb`` just inside the
+// edge and a dark ring just outside it (``r`` canvas pixels each), so the outline shows on any background
+function paintOutline(ctx, mask, w, h, rgb, bbox) {
+  const cw = ctx.canvas.width, ch = ctx.canvas.height, sx = w / cw, sy = h / ch, r = Math.max(2, Math.round(cw / 300));
+  const x0 = Math.max(0, Math.floor(bbox[0] / sx) - r - 1), y0 = Math.max(0, Math.floor(bbox[1] / sy) - r - 1);
+  const x1 = Math.min(cw, Math.ceil((bbox[0] + bbox[2]) / sx) + r + 1), y1 = Math.min(ch, Math.ceil((bbox[1] + bbox[3]) / sy) + r + 1);
+  if (x1 <= x0 || y1 <= y0) return;
+  const bw = x1 - x0, bh = y1 - y0, m = new Uint8Array(bw * bh);
+  for (let y = 0; y < bh; y++) {
+    const row = Math.min(h - 1, Math.floor((y + y0 + 0.5) * sy)) * w;
+    for (let x = 0; x < bw; x++) m[y * bw + x] = mask[row + Math.min(w - 1, Math.floor((x + x0 + 0.5) * sx))];
+  }
+  const img = ctx.getImageData(x0, y0, bw, bh), d = img.data;
+  const near = (x, y, v) => {  // a pixel within r of (x, y) whose mask value is v
+    for (let dy = -r; dy <= r; dy++) for (let dx = -r; dx <= r; dx++) {
+      const xx = x + dx, yy = y + dy;
+      if (xx < 0 || yy < 0 || xx >= bw || yy >= bh) { if (!v) return true; continue; }
+      if (m[yy * bw + xx] === v) return true;
+    }
+    return false;
+  };
+  for (let y = 0; y < bh; y++) {
+    for (let x = 0; x < bw; x++) {
+      const inside = m[y * bw + x], o = 4 * (y * bw + x);
+      let px = null;
+      if (inside) px = near(x, y, 0) ? [...rgb, 255] : [...rgb, 56];
+      else if (near(x, y, 1)) px = [0, 0, 0, 200];
+      if (px) { d[o] = px[0]; d[o + 1] = px[1]; d[o + 2] = px[2]; d[o + 3] = px[3]; }
+    }
+  }
+  ctx.putImageData(img, x0, y0);
+}
+
+function updateClock() {
+  const t = frameTime(player.frame), d = duration();
+  $("timebar").querySelector(".cursor").style.left = `${100 * Math.min(1, t / d)}%`;
+  $("player-time").textContent = `${t.toFixed(2)} / ${d.toFixed(1)} s · frame ${player.frame}`;
+}
+
+function playerStatus(text, error = false) {
+  const st = $("player-status");
+  st.className = error ? "status small error" : "status small"; st.textContent = text;
+}
+
+// ---- play / pause / seek
+async function play() {
+  if (player.playing || !player.track) return;
+  player.playing = true; $("play-btn").textContent = "Pause"; $("player").dataset.playing = "1";
+  const token = player.token;
+  if (player.frame >= player.steps[player.steps.length - 1]) await seekFrame(player.steps[0]);  // from the start again
+  playLoop(token);
+}
+
+function pause() {
+  if (!player.playing) return;
+  player.playing = false; $("play-btn").textContent = "Play"; delete $("player").dataset.playing;
+  rememberFrame();
+}
+
+// the paused frame goes into the URL (replacing the entry: seeking is not a page of history)
+function rememberFrame() {
+  if (!view.track || player.frame === null) return;
+  view.at = player.frame;
+  const url = toURL(view);
+  if (url !== location.pathname + location.search) history.replaceState(null, "", url);
+}
+
+async function playLoop(token) {
+  while (player.playing && token === player.token) {
+    const next = player.steps.find((f) => f > player.frame);
+    if (next === undefined) { pause(); return; }
+    const wait = Math.max(100, 1000 * (frameTime(next) - frameTime(player.frame)));
+    const t0 = performance.now();
+    if (!await seekFrame(next)) { pause(); return; }
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, wait - (performance.now() - t0))));
+  }
+}
+
+function seekToBar(ev) {
+  const rect = $("timebar").getBoundingClientRect(), frac = Math.min(1, Math.max(0, (ev.clientX - rect.left) / rect.width));
+  const frame = nearestStep(Math.round(frac * duration() * (player.fps || 1)));
+  seekFrame(frame).then((ok) => { if (ok && !player.playing) rememberFrame(); });
+}
+
+function closePlayer() {
+  player.token++; stopRun(); pause();
+  player.trackId = null; player.track = null;
+  $("player").hidden = true;
+  markActiveCards();
+}
+
+// ---- click on a paused frame: track what is under the click (POST /v1/segment/video)
+const LIVE_SECONDS = 3;  // the interactive run covers this long before and after the clicked frame
+
+function playerClick(ev) {
+  if (!player.track || player.frame === null) return;
+  if (player.playing) { pause(); return; }  // a click on a playing video pauses it first
+  const rect = $("player-canvas").getBoundingClientRect();
+  const x = Math.round(10 * (ev.clientX - rect.left) * player.w / rect.width) / 10;
+  const y = Math.round(10 * (ev.clientY - rect.top) * player.h / rect.height) / 10;
+  startRun(player.frame, Math.min(player.w - 1, Math.max(0, x)), Math.min(player.h - 1, Math.max(0, y)));
+}
+
+function stopRun() { if (player.run) { player.run.abort(); player.run = null; } }
+
+async function startRun(frame, x, y) {
+  stopRun();
+  const ctrl = new AbortController(), token = player.token, span = Math.max(1, Math.round(LIVE_SECONDS * (player.fps || 1)));
+  player.run = ctrl; player.live = new Map(); rebuildSteps(); drawPlayer(); setRange("live-range", null, null);
+  $("player").dataset.live = "running";
+  const body = { video_id: player.vid, frame, points: [[x, y]], labels: [1], direction: "both",
+    frame_start: Math.max(0, frame - span), frame_end: Math.min(player.last, frame + span) };
+  playerStatus(`Tracking from frame ${frame}…`);
+  const t0 = performance.now();
+  try {
+    await streamLines("/v1/segment/video", body, ctrl.signal, (d) => { if (token === player.token) addLive(d); });
+    if (token !== player.token || ctrl.signal.aborted) return;
+    playerStatus(`Tracked through ${plural(player.live.size, "frame")} in ${Math.round(performance.now() - t0)} ms; click again to start over.`);
+    $("player").dataset.live = "done";
+  } catch (e) {
+    if (ctrl.signal.aborted || token !== player.token) return;
+    playerStatus(`Tracking failed: ${e.message}`, true);
+    $("player").dataset.live = "error";
+  } finally { if (player.run === ctrl) player.run = null; }
+}
+
+function addLive(d) {
+  player.live.set(d.frame, d);
+  rebuildSteps();
+  const frames = [...player.live.keys()];
+  setRange("live-range", frameTime(Math.min(...frames)), frameTime(Math.max(...frames)));
+  if (d.frame === player.frame) drawPlayer();
+  playerStatus(`Tracking… ${plural(player.live.size, "frame")} so far`);
+}
+
+// POST a JSON body and hand each line of the NDJSON answer to ``onLine`` as it arrives
+async function streamLines(url, body, signal, onLine) {
+  const resp = await fetch(url, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body), signal });
+  if (!resp.ok) {
+    let data = null;
+    try { data = await resp.json(); } catch (e) { data = null; }
+    const hint = resp.status === 401 || resp.status === 403 ? " (this server wants an API key for video segmentation)" : "";
+    throw new Error(((data && data.error) || `HTTP ${resp.status}`) + hint);
+  }
+  const reader = resp.body.getReader(), dec = new TextDecoder();
+  let buf = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    buf += dec.decode(value || new Uint8Array(), { stream: !done });
+    let nl;
+    while ((nl = buf.indexOf("\n")) >= 0) {
+      const line = buf.slice(0, nl).trim(); buf = buf.slice(nl + 1);
+      if (line) onLine(JSON.parse(line));
+    }
+    if (done) break;
+  }
+  if (buf.trim()) onLine(JSON.parse(buf));
+}
+
+// keys while the player is open: space plays/pauses, left/right step to the previous/next frame
+function playerKey(ev) {
+  if (!player.track || player.frame === null || ["INPUT", "SELECT", "TEXTAREA", "BUTTON"].includes(document.activeElement.tagName)) return;
+  if (ev.key === " ") { ev.preventDefault(); if (player.playing) pause(); else play(); return; }
+  if (ev.key !== "ArrowLeft" && ev.key !== "ArrowRight") return;
+  ev.preventDefault(); pause();
+  const i = player.steps.indexOf(nearestStep(player.frame)) + (ev.key === "ArrowRight" ? 1 : -1);
+  if (i >= 0 && i < player.steps.length) seekFrame(player.steps[i]).then((ok) => { if (ok) rememberFrame(); });
+}
+
+function setupPlayer() {
+  document.addEventListener("keydown", playerKey);
+  $("play-btn").addEventListener("click", () => (player.playing ? pause() : play()));
+  $("timebar").addEventListener("click", seekToBar);
+  $("player-canvas").addEventListener("click", playerClick);
+  $("close-player").addEventListener("click", () => go({ track: null, at: null }));
 }
 
 // ---------------------------------------------------------------- start
@@ -861,6 +1252,7 @@ async function checkReady() {
 async function start() {
   setupControls();
   setupViewer();
+  setupPlayer();
   setupImageInput();
   let ready = await checkReady();
   while (!ready) {

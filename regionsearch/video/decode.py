@@ -276,3 +276,96 @@ def read_frame(path: str | os.PathLike[str], index: int, *, max_pixels: int = DE
         if frame.index == index:
             return frame.image
     raise InvalidVideoError(f"the video has no frame {index} (it changed since it was indexed?)")
+
+
+class FrameSeeker:
+    """Random access to the decoded frames of one video, by seeking: frame ``index`` (counted
+    from 0, as in :class:`SampledFrame`) as ``HWC uint8 RGB`` upright.
+
+    Opening reads the container's packets once (demuxing, no decoding) to learn every frame's
+    presentation timestamp and which frames are keyframes; frame ``i`` is the ``i``-th smallest
+    timestamp (decoders emit frames in presentation order). :meth:`read` then seeks to the
+    keyframe at or before the frame and decodes from there, or, when the wanted frame lies ahead
+    of the last one read with no keyframe in between, just decodes on (a player stepping through
+    a video costs one pass, not one pass per frame). Never decodes the whole video for one frame
+    unless the video has a single keyframe. Thread-safe (one read at a time).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 max_bytes: int = DEFAULT_MAX_BYTES):
+        import threading
+
+        self.path = os.fspath(path)
+        self.info = probe_video(self.path, max_pixels=max_pixels, max_bytes=max_bytes)
+        self._lock = threading.Lock()
+        self._container: Any = None
+        self._frames: Any = None  # the open decoder's frame iterator
+        self._at: int | None = None  # pts of the frame the decoder emitted last
+        av = _av()
+        with _open(self.path) as container:
+            stream = _stream(container)
+            self.time_base = stream.time_base
+            self.start = int(stream.start_time or 0)
+            try:
+                packets = [(int(p.pts), bool(p.is_keyframe)) for p in container.demux(stream)
+                           if p.pts is not None and p.size]
+            except av.FFmpegError as exc:
+                raise InvalidVideoError(f"truncated or corrupt video ({getattr(exc, 'strerror', None) or exc})") from exc
+        packets.sort()
+        self.pts = [p for p, _ in packets]
+        self.keyframes = [p for p, key in packets if key] or self.pts[:1]
+        if not self.pts:
+            raise InvalidVideoError("no video frames (the container holds no timed video packets)")
+
+    @property
+    def n_frames(self) -> int:
+        """Frames the container holds (its packets with a timestamp)."""
+        return len(self.pts)
+
+    def time(self, index: int) -> float:
+        """Presentation time of frame ``index``, seconds from the stream's start."""
+        return float((self.pts[index] - self.start) * self.time_base)
+
+    def read(self, index: int) -> np.ndarray:
+        """Frame ``index``; :class:`InvalidVideoError` when there is no such frame or it does not decode."""
+        import bisect
+
+        if not 0 <= index < len(self.pts):
+            raise InvalidVideoError(f"the video has no frame {index} (it has {len(self.pts)} frames: 0 to "
+                                    f"{len(self.pts) - 1})")
+        target = self.pts[index]
+        with self._lock:
+            key = self.keyframes[max(0, bisect.bisect_right(self.keyframes, target) - 1)]
+            if self._at is None or not (key <= self._at < target):
+                self._seek(key)
+            return self._decode_to(target)
+
+    def _seek(self, key: int) -> None:
+        if self._container is None:
+            self._container = _open(self.path)
+        stream = self._container.streams.video[0]
+        self._container.seek(key, stream=stream, backward=True, any_frame=False)
+        self._frames = self._container.decode(stream)
+        self._at = None
+
+    def _decode_to(self, target: int) -> np.ndarray:
+        av = _av()
+        while True:
+            try:
+                frame = next(self._frames)
+            except (StopIteration, av.FFmpegError) as exc:
+                self.close()
+                raise InvalidVideoError(f"frame at timestamp {target} does not decode (truncated or changed "
+                                        "video?)") from exc
+            if frame.pts is None:
+                continue
+            self._at = int(frame.pts)
+            if self._at >= target:
+                rotation = _norm_rotation(getattr(frame, "rotation", 0) or 0) or self.info.rotation
+                return _upright(frame.to_ndarray(format="rgb24"), rotation)
+
+    def close(self) -> None:
+        """Close the open decoder (the next :meth:`read` opens it again)."""
+        if self._container is not None:
+            self._container.close()
+        self._container, self._frames, self._at = None, None, None

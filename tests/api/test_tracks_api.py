@@ -121,3 +121,58 @@ def test_segment_video_by_the_id_of_an_indexed_video(video_client):
     assert client.post("/v1/segment/video", json={**body, "video_id": 987654}).status_code == 404
     image_id = client.post("/v1/search", json={"text": "scene", "k": 1, "filters": {"media": "image"}}).json()["hits"][0]["image_id"]
     assert client.post("/v1/segment/video", json={**body, "video_id": image_id}).status_code == 404
+
+
+def test_video_frame_jpeg_with_and_without_the_track_outline(video_client):
+    """GET /v1/videos/{id}/frames/{frame}.jpg: the decoded frame (close to the linear decode, JPEG
+    aside), scaled down only; ``?track=`` changes pixels along the track's mask on that frame and
+    nowhere far from it; 404s for frames out of range, non-videos and tracks of nothing here."""
+    from PIL import Image
+
+    from regionsearch.imageio import path_from_db
+    from regionsearch.masks import decode_rle
+    from regionsearch.video.decode import read_frame
+
+    client, clip = video_client
+    top = client.post("/v1/search", json={"text": clip.captions[0], "k": 1, "filters": {"media": "video"}}).json()
+    track = client.get(f"/v1/tracks/{top['hits'][0]['region_id']}").json()
+    vid, f = track["video"]["id"], track["frames"][-1]
+    url = f"/v1/videos/{vid}/frames/{f['frame']}.jpg"
+    plain = client.get(url + "?size=4096&quality=95")
+    assert plain.status_code == 200 and plain.headers["content-type"] == "image/jpeg", plain.text
+    assert "x-track-mask" not in plain.headers
+    got = np.asarray(Image.open(io.BytesIO(plain.content)).convert("RGB")).astype(int)
+    truth = read_frame(path_from_db(track["video"]["path"]), f["frame"]).astype(int)
+    assert got.shape == truth.shape and np.abs(got - truth).mean() < 4
+    small = client.get(url + "?size=100")
+    assert max(Image.open(io.BytesIO(small.content)).size) == 100
+
+    drawn = client.get(url + f"?size=4096&quality=95&track={track['region_id']}")
+    assert drawn.status_code == 200 and drawn.headers["x-track-mask"] == "drawn"
+    diff = np.abs(np.asarray(Image.open(io.BytesIO(drawn.content)).convert("RGB")).astype(int) - got).sum(2) > 40
+    mask = decode_rle(f["mask"])
+    near = np.zeros_like(mask)
+    ys, xs = np.nonzero(mask)
+    near[max(0, ys.min() - 4):ys.max() + 5, max(0, xs.min() - 4):xs.max() + 5] = True
+    assert diff[mask].mean() > 0.5 and diff[~near].mean() < 0.01
+
+    n = client.get(f"/v1/tracks/{track['region_id']}").json()["video"]
+    last = client.get(f"/v1/videos/{vid}/frames/{clip.spec.n_frames - 1}.jpg")
+    assert last.status_code == 200 and n["id"] == vid
+    out = client.get(f"/v1/videos/{vid}/frames/{clip.spec.n_frames}.jpg")
+    assert out.status_code == 404 and "has no frame" in out.json()["error"]
+    image_hit = client.post("/v1/search", json={"text": "scene", "k": 1, "filters": {"media": "image"}}).json()["hits"][0]
+    assert client.get(f"/v1/videos/{image_hit['image_id']}/frames/0.jpg").status_code == 404
+    not_track = client.get(url + f"?track={image_hit['region_id']}")
+    assert not_track.status_code == 404 and "not a track" in not_track.json()["error"]
+    part = client.get(url + "?box=10,20,50,40.5&quality=95")
+    assert part.status_code == 200 and Image.open(io.BytesIO(part.content)).size == (50, 41)
+    part = np.asarray(Image.open(io.BytesIO(part.content)).convert("RGB")).astype(int)
+    assert np.abs(part - truth[20:61, 10:60]).mean() < 4
+    clipped = client.get(url + f"?box=200,0,500,10&track={track['region_id']}")
+    assert clipped.status_code == 200 and Image.open(io.BytesIO(clipped.content)).size == (truth.shape[1] - 200, 10)
+    outside = client.get(url + f"?box={truth.shape[1]},0,5,5")
+    assert outside.status_code == 422 and "does not overlap" in outside.json()["error"]
+    assert client.get(url + "?box=1,2,3").status_code == 422
+    assert client.get(f"/v1/videos/{vid}/frames/-1.jpg").status_code == 422
+    assert client.get(url + "?size=8").status_code == 422
