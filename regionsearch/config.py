@@ -189,6 +189,9 @@ class SearchConfig:
     text_cache_size: int = 1024
     #: regions before scenes: see regionsearch.search.search_vector (null: off)
     whole_margin: float | None = 0.05
+    #: false: an object query (a region scores at least as high as every whole image) gets no
+    #: whole-image hits; true: whole images are kept under ``whole_margin`` alone (before issue #17)
+    scenes_for_objects: bool = False
     #: near-duplicate collapse: a hit whose mask IoU with a better hit of the same image is >= this
     #: is dropped (SearchFilters.dedupe=False, CLI --no-dedupe, API filters.dedupe=false show all;
     #: null: off)

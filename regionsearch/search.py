@@ -30,6 +30,8 @@ MAX_K = SearchConfig().max_k
 #: a whole-image hit is dropped when a mask region of the same image is among the candidates
 #: with a score at least ``whole score - WHOLE_MARGIN`` (see :func:`search_vector`)
 WHOLE_MARGIN = 0.05
+#: whole images answer object queries too (see :func:`search_vector`; ``search.scenes_for_objects``)
+SCENES_FOR_OBJECTS = SearchConfig().scenes_for_objects
 #: near-duplicate regions of one image (mask IoU >= this) collapse into the best-scoring one
 DEDUPE_IOU = SearchConfig().dedupe_iou
 #: ... and a mask lying this much inside a better hit's mask (or holding this much of it)
@@ -92,7 +94,8 @@ def search_vector(datadir: Any, query: np.ndarray, k: int = 10, filters: SearchF
                   oversample: int = 4, exclude: Sequence[int] = (),
                   whole_margin: float | None = WHOLE_MARGIN, max_k: int | None = MAX_K,
                   dedupe_iou: float | None = DEDUPE_IOU,
-                  dedupe_contain: float | None = DEDUPE_CONTAIN) -> list[SearchHit]:
+                  dedupe_contain: float | None = DEDUPE_CONTAIN,
+                  scenes_for_objects: bool = SCENES_FOR_OBJECTS) -> list[SearchHit]:
     """Top ``k`` regions for one L2-normalised query vector, after filters.
 
     Fetches ``k * oversample`` candidates, and more (x4 each round) while filters leave fewer
@@ -104,7 +107,14 @@ def search_vector(datadir: Any, query: np.ndarray, k: int = 10, filters: SearchF
     candidates with a score >= its score - ``whole_margin`` (``None`` turns this off; it never
     applies when only whole-image regions are asked for). On the held-out shapes scenes
     without it, 4 of the 150 top-5 hits were whole images of a scene dominated by the queried
-    object, ranked above that object's own mask.
+    object, ranked above that object's own mask. Across images: a query is about objects when a
+    mask candidate scores at least as high as every whole-image candidate, and then no whole image
+    is a hit (unless ``scenes_for_objects``): a whole image's score for an object query is mostly
+    a bag-of-words match of its parts (a red square and a blue triangle for "red triangle"; a
+    scene with one yellow square scored 0.74 for "orange circle", its mask -0.09), and on the
+    held-out shapes scenes these filled the top-5 slots that near-duplicate collapse frees
+    (benchmarks/dedupe_seeds.py). A query that some whole image answers better than every region
+    (a scene-level query) keeps whole images, under the per-image margin.
 
     Near-duplicates: SAM's automatic masks often include the same object twice (two grid points,
     two crop layers). A candidate whose mask IoU with an already kept hit of the same image is
@@ -126,7 +136,7 @@ def search_vector(datadir: Any, query: np.ndarray, k: int = 10, filters: SearchF
     if dedupe_contain is not None and not 0.0 < dedupe_contain <= 1.0:
         raise InvalidRequestError(f"dedupe_contain must be in (0, 1], got {dedupe_contain}")
     return _rank(datadir, q, k, f, want, total, excluded, whole_margin, dedupe_iou if f.dedupe else None,
-                 dedupe_contain)
+                 dedupe_contain, scenes_for_objects=scenes_for_objects)
 
 
 class _Dedupe:
@@ -155,7 +165,8 @@ class _Dedupe:
 
 
 def _rank(datadir: Any, q: np.ndarray, k: int, f: SearchFilters, want: int, total: int, excluded: set[int],
-          whole_margin: float | None, dedupe_iou: float | None, dedupe_contain: float | None) -> list[SearchHit]:
+          whole_margin: float | None, dedupe_iou: float | None, dedupe_contain: float | None, *,
+          scenes_for_objects: bool = False) -> list[SearchHit]:
     # filters a vector store may apply itself (Milvus); rows are still checked below
     pushdown = {"path_prefix": f.path_prefix, "kinds": _pushdown_kinds(f),
                 "min_area": int(np.ceil(f.min_area)) if f.min_area is not None and f.min_area > 1 else None}
@@ -171,17 +182,10 @@ def _rank(datadir: Any, q: np.ndarray, k: int, f: SearchFilters, want: int, tota
         dedupe = _Dedupe(dedupe_iou, dedupe_contain)
         for seed in seeds:
             dedupe.keep(seed)
-        best_mask: dict[int, float] = {}
-        if whole_margin is not None and (f.kinds is None or "mask" in f.kinds):
-            for rid, score in pairs:
-                row = rows.get(rid)
-                if row is not None and row.kind == "mask" and _passes(row, score, f):
-                    best_mask[row.image_id] = max(best_mask.get(row.image_id, -np.inf), score)
+        scenes_out = _scenes_out(rows, pairs, f, whole_margin, scenes_for_objects)
         for rid, score in pairs:
             row = rows.get(rid)
-            if row is None or not _passes(row, score, f):
-                continue
-            if row.kind == "whole" and best_mask.get(row.image_id, -np.inf) >= score - (whole_margin or 0.0):
+            if row is None or rid in scenes_out or not _passes(row, score, f):
                 continue
             if not dedupe.keep(row):
                 continue
@@ -196,6 +200,31 @@ def _rank(datadir: Any, q: np.ndarray, k: int, f: SearchFilters, want: int, tota
         if exhausted:
             return hits
         want = min(total, want * 4)
+
+
+def _scenes_out(rows: dict[int, Any], pairs: Sequence[tuple[int, float]], f: SearchFilters,
+                margin: float | None, scenes_for_objects: bool) -> set[int]:
+    """Ids of the whole-image candidates that give way to regions (see :func:`search_vector`):
+    those with a mask candidate of their own image scoring >= their score - ``margin``, and, for
+    an object query (a mask candidate scores >= every whole-image one), all of them unless
+    ``scenes_for_objects``. Empty when ``margin`` is None or only whole images are asked for."""
+    if margin is None or (f.kinds is not None and "mask" not in f.kinds):
+        return set()
+    best_mask: dict[int, float] = {}
+    scenes: list[tuple[int, int, float]] = []
+    for rid, score in pairs:
+        row = rows.get(rid)
+        if row is None or not _passes(row, score, f):
+            continue
+        if row.kind == "mask":
+            best_mask[row.image_id] = max(best_mask.get(row.image_id, -np.inf), score)
+        elif row.kind == "whole":
+            scenes.append((rid, row.image_id, score))
+    out = {rid for rid, image, score in scenes if best_mask.get(image, -np.inf) >= score - margin}
+    object_query = bool(scenes) and bool(best_mask) and max(s for _, _, s in scenes) <= max(best_mask.values())
+    if object_query and not scenes_for_objects:
+        out.update(rid for rid, _, _ in scenes)
+    return out
 
 
 def _pushdown_kinds(f: SearchFilters) -> tuple[str, ...] | None:
@@ -280,7 +309,7 @@ def search(source: Any, query: Query, k: int = 10, filters: SearchFilters | None
         q = np.asarray(query.vector, np.float32)
     return search_vector(source, q, k, filters, config.oversample, exclude=exclude,
                          whole_margin=config.whole_margin, max_k=None, dedupe_iou=config.dedupe_iou,
-                         dedupe_contain=config.dedupe_contain)
+                         dedupe_contain=config.dedupe_contain, scenes_for_objects=config.scenes_for_objects)
 
 
 def _need(encoder: QueryEncoder | None) -> QueryEncoder:

@@ -104,3 +104,25 @@ def test_more_like_this_drops_near_duplicates_of_the_query_region():
     assert [h.region_id for h in like_0] == [2, 3]  # region 1 (IoU 0.95 with region 0) is dropped
     assert [h.region_id for h in search_vector(source, vectors[0], k=5, exclude=(0,),
                                                filters=SearchFilters(dedupe=False))] == [1, 2, 3]
+
+
+def test_an_object_query_gets_no_scene_that_only_its_parts_match(tmp_path):
+    """Issue #17: for an object query (a region scores at least as well as every whole image) a
+    whole image none of whose objects answers it (a bag-of-words match of its parts) is no hit;
+    with ``scenes_for_objects`` it is, as before."""
+    q = np.eye(DIM, dtype=np.float32)[0]
+    other = np.eye(DIM, dtype=np.float32)[1]
+    with DataDir.open(tmp_path / "data", MANIFEST) as d:
+        d.commit([
+            # C: the scene scores 0.90, its only object 0.0
+            _image(tmp_path / "c.png", [q + 0.48 * other, other], ["whole", "mask"]),
+            # D: an object that is the query (1.0) in a scene that is not (0.45)
+            _image(tmp_path / "d.png", [q + 2.0 * other, q], ["whole", "mask"]),
+        ])
+        assert _scores(search_vector(d, q, k=3)) == [("d.png", "mask"), ("c.png", "mask")]
+        before = search_vector(d, q, k=3, scenes_for_objects=True)  # D's scene gives way to its object
+        assert _scores(before) == [("d.png", "mask"), ("c.png", "whole"), ("c.png", "mask")]
+        # asked for scenes only, or with the policy off, every scene stays
+        only = search_vector(d, q, k=3, filters=SearchFilters(kinds=("whole",)))
+        assert _scores(only) == [("c.png", "whole"), ("d.png", "whole")]
+        assert len(search_vector(d, q, k=4, whole_margin=None)) == 4
