@@ -10,10 +10,16 @@ indexes the scenes with ``--config tiny`` and reports, over the 30 captions' top
   object counts as right, so dedupe can only keep it by giving the freed slot to another right
   object),
 * whole-image hits in the top 5s and top 10s (every one is wrong for these object captions),
+* the same P@5 counting each object once, and what the wrong top-5 hits are (whole image, wrong
+  colour / shape / both, part of an object, other),
+* the captions with fewer than 5 of their instances found at all (top 50 without dedupe): there a
+  search without dedupe can fill 5 slots with repeats of right objects, one with dedupe cannot,
 
 without dedupe, with the defaults, and with a sweep of the containment threshold; and the same
 with ``search.scenes_for_objects`` true (the ranking before issue #17: whole images answer object
-queries under the per-image margin alone). Figures go to ``benchmarks/results/dedupe_seeds.json``.
+queries under the per-image margin alone), with ``search.dedupe_best_fit`` null (a collapsed
+group shown by its best-scoring member, not its best-fitting one) and with both (the ranking
+before issue #17). Figures go to ``benchmarks/results/dedupe_seeds.json``.
 
 Run::
 
@@ -48,6 +54,21 @@ VARIANTS = {
 }
 DEFAULT_VARIANTS = 3
 CONTAIN_SWEEP = (0.6, 0.7, 0.8, 0.9, None)
+#: issue #17's levers turned off one at a time, then both (SearchConfig fields)
+LEVERS_OFF = {"best_fit_off": {"dedupe_best_fit": None},
+              "before_issue_17": {"dedupe_best_fit": None, "scenes_for_objects": True}}
+
+
+def _wrong_kind(caption: str, hit, scene, ious) -> str:
+    """What a wrong hit for ``caption`` is."""
+    if hit.kind == "whole":
+        return "whole image"
+    best = int(np.argmax(ious)) if len(ious) else -1
+    if best >= 0 and ious[best] >= 0.5:
+        colour, shape = scene.captions[best].split(" ", 1)
+        want_colour, want_shape = caption.split(" ", 1)
+        return "wrong colour" if shape == want_shape else "wrong shape" if colour == want_colour else "wrong both"
+    return "part of an object" if best >= 0 and ious[best] > 0 else "other"
 
 
 def _scenes(seed: int, kwargs: dict | None, min_scenes: int = 40, min_per_class: int = 5, limit: int = 120):
@@ -74,7 +95,7 @@ def _measure(engine, scenes, paths, search_cfg, dedupe: bool) -> dict:
     from regionsearch.testing.shapes import CLASSES
 
     by_name = {Path(p).name: s for p, s in zip(paths, scenes)}  # a reused corpus may have moved
-    repeats, p5, whole5, whole10 = 0, [], 0, 0
+    repeats, p5, whole5, whole10, once, wrong = 0, [], 0, 0, [], Counter()
     for caption in CLASSES:
         hits = search(engine.datadir, Query(text=caption), 10, SearchFilters(dedupe=dedupe),
                       encoder=engine.pipeline, config=search_cfg)
@@ -91,13 +112,41 @@ def _measure(engine, scenes, paths, search_cfg, dedupe: bool) -> dict:
             if best >= 0 and ious[best] >= 0.5:
                 repeats += (h.image_path, best) in seen
                 seen.add((h.image_path, best))
+        found: set = set()
         for h in top5:  # as the e2e test measures it (k=5: the candidates are fewer than for k=10)
             scene = by_name[Path(h.image_path).name]
             mask = decode_rle(h.mask)
-            good += any(c == caption and mask_iou(mask, gt) >= 0.5 for c, gt in zip(scene.captions, scene.masks))
+            ious = [mask_iou(mask, gt) for gt in scene.masks]
+            right = [i for i, (c, iou) in enumerate(zip(scene.captions, ious)) if c == caption and iou >= 0.5]
+            good += bool(right)
+            if not right:
+                wrong[_wrong_kind(caption, h, scene, ious)] += 1
+            found.update((h.image_path, i) for i in right)
         p5.append(good / 5.0)
+        once.append(len(found) / 5.0)
     return {"repeated_instances_top10": repeats, "mean_p_at_5": round(float(np.mean(p5)), 4),
+            "mean_p_at_5_each_object_once": round(float(np.mean(once)), 4), "wrong_top5": dict(wrong),
             "whole_image_hits_top5": whole5, "whole_image_hits_top10": whole10}
+
+
+def _under_5_found(engine, scenes, paths, depth: int = 50) -> dict:
+    """Captions with fewer than 5 distinct right instances among their top ``depth`` hits (no dedupe)."""
+    from regionsearch.masks import decode_rle, mask_iou
+    from regionsearch.search import SearchFilters
+    from regionsearch.testing.shapes import CLASSES
+
+    by_name = {Path(p).name: s for p, s in zip(paths, scenes)}
+    short = {}
+    for caption in CLASSES:
+        found = set()
+        for h in engine.search(caption, k=depth, filters=SearchFilters(dedupe=False)):
+            scene = by_name[Path(h.image_path).name]
+            mask = decode_rle(h.mask)
+            found.update((h.image_path, i) for i, (c, gt) in enumerate(zip(scene.captions, scene.masks))
+                         if c == caption and mask_iou(mask, gt) >= 0.5)
+        if len(found) < 5:
+            short[caption] = len(found)
+    return short
 
 
 def run_variant(seed: int, kwargs: dict | None, work: Path) -> dict:
@@ -113,14 +162,22 @@ def run_variant(seed: int, kwargs: dict | None, work: Path) -> dict:
     cfg = load_config("tiny")
     engine = Engine(cfg, work / "data")
     try:
-        report = engine.index([str(work / "images")], progress=False)
+        # a corpus indexed before (--work) is searched as it is: not even re-hashed
+        reuse = engine.datadir.store.counts()["images_indexed"] == len(scenes)
+        report = None if reuse else engine.index([str(work / "images")], progress=False)
         before = dataclasses.replace(cfg.search, scenes_for_objects=True)
-        out = {"scenes": len(scenes), "indexed": report.indexed, "failed": report.failed,
+        out = {"scenes": len(scenes), "indexed": None if reuse else report.indexed,
+               "failed": None if reuse else report.failed,
                "no_dedupe": _measure(engine, scenes, paths, cfg.search, dedupe=False),
                "default": _measure(engine, scenes, paths, cfg.search, dedupe=True),
                "scenes_for_objects": {"no_dedupe": _measure(engine, scenes, paths, before, dedupe=False),
                                       "dedupe": _measure(engine, scenes, paths, before, dedupe=True)},
+               "captions_with_under_5_instances_found": _under_5_found(engine, scenes, paths),
                "contain_sweep": {}}
+        for lever, over in LEVERS_OFF.items():
+            sc = dataclasses.replace(cfg.search, **over)
+            out[lever] = {"no_dedupe": _measure(engine, scenes, paths, sc, dedupe=False),
+                          "dedupe": _measure(engine, scenes, paths, sc, dedupe=True)}
         for c in CONTAIN_SWEEP:
             sc = dataclasses.replace(cfg.search, dedupe_contain=c)
             out["contain_sweep"][str(c)] = _measure(engine, scenes, paths, sc, dedupe=True)
@@ -155,6 +212,11 @@ def main() -> None:
               f"(whole images in the top 5s {r['default']['whole_image_hits_top5']}); before issue #17 "
               f"(scenes_for_objects) without {old['no_dedupe']['mean_p_at_5']:.3f}, with "
               f"{old['dedupe']['mean_p_at_5']:.3f} (whole images in the top 5s {old['dedupe']['whole_image_hits_top5']})")
+        print(f"    captions with < 5 instances found: {r['captions_with_under_5_instances_found']}")
+        for label, m in [("no dedupe", r["no_dedupe"]), ("default", r["default"]),
+                         *[(f"{lv}, dedupe", r[lv]["dedupe"]) for lv in LEVERS_OFF]]:
+            print(f"    {label:24s} repeats {m['repeated_instances_top10']:3d}  P@5 {m['mean_p_at_5']:.3f}  "
+                  f"each object once {m['mean_p_at_5_each_object_once']:.3f}  wrong top-5: {m['wrong_top5']}")
         for c, m in r["contain_sweep"].items():
             print(f"    dedupe_contain {c}: repeats {m['repeated_instances_top10']}, P@5 {m['mean_p_at_5']:.3f}")
     print("results:", save_results(args.save, figures))
