@@ -194,6 +194,9 @@ class SearchConfig:
     text_cache_size: int = 1024
     #: regions before scenes: see regionsearch.search.search_vector (null: off)
     whole_margin: float | None = 0.05
+    #: false: an object query (a region scores at least as high as every whole image) gets no
+    #: whole-image hits; true: whole images are kept under ``whole_margin`` alone (before issue #17)
+    scenes_for_objects: bool = False
     #: near-duplicate collapse: a hit whose mask IoU with a better hit of the same image is >= this
     #: is dropped (SearchFilters.dedupe=False, CLI --no-dedupe, API filters.dedupe=false show all;
     #: null: off)
@@ -203,6 +206,10 @@ class SearchConfig:
     #: 0.9 left 1 repeated instance in the 30 captions' top 10s (two halves of one star: IoU 0.59,
     #: 72% / 77% inside each other), 0.7 none
     dedupe_contain: float | None = 0.7
+    #: a collapsed group is shown by its best-fitting mask (SAM predicted IoU x stability) among
+    #: the members scoring within this of the group's best (null: the best-scoring member). A part
+    #: of an object often scores a little above the whole object (benchmarks/dedupe_seeds.py)
+    dedupe_best_fit: float | None = 0.02
     #: query text tower weights (TEXT_DTYPES): ``auto`` = bfloat16 where the hardware multiplies
     #: it natively, else float32 (the tower is memory-bound on CPU: ViT-B-32 10.5 vs 21.4 ms per
     #: query, api_latency.py --breakdown); ``float32`` is exactly open_clip's encode_text

@@ -30,10 +30,14 @@ MAX_K = SearchConfig().max_k
 #: a whole-image hit is dropped when a mask region of the same image is among the candidates
 #: with a score at least ``whole score - WHOLE_MARGIN`` (see :func:`search_vector`)
 WHOLE_MARGIN = 0.05
+#: whole images answer object queries too (see :func:`search_vector`; ``search.scenes_for_objects``)
+SCENES_FOR_OBJECTS = SearchConfig().scenes_for_objects
 #: near-duplicate regions of one image (mask IoU >= this) collapse into the best-scoring one
 DEDUPE_IOU = SearchConfig().dedupe_iou
 #: ... and a mask lying this much inside a better hit's mask (or holding this much of it)
 DEDUPE_CONTAIN = SearchConfig().dedupe_contain
+#: ... and shown by its best-fitting member among those scoring within this of its best
+DEDUPE_BEST_FIT = SearchConfig().dedupe_best_fit
 
 
 #: what ``SearchFilters.media`` (CLI ``--media``, API ``filters.media``) may be
@@ -92,7 +96,9 @@ def search_vector(datadir: Any, query: np.ndarray, k: int = 10, filters: SearchF
                   oversample: int = 4, exclude: Sequence[int] = (),
                   whole_margin: float | None = WHOLE_MARGIN, max_k: int | None = MAX_K,
                   dedupe_iou: float | None = DEDUPE_IOU,
-                  dedupe_contain: float | None = DEDUPE_CONTAIN) -> list[SearchHit]:
+                  dedupe_contain: float | None = DEDUPE_CONTAIN,
+                  dedupe_best_fit: float | None = DEDUPE_BEST_FIT,
+                  scenes_for_objects: bool = SCENES_FOR_OBJECTS) -> list[SearchHit]:
     """Top ``k`` regions for one L2-normalised query vector, after filters.
 
     Fetches ``k * oversample`` candidates, and more (x4 each round) while filters leave fewer
@@ -104,7 +110,14 @@ def search_vector(datadir: Any, query: np.ndarray, k: int = 10, filters: SearchF
     candidates with a score >= its score - ``whole_margin`` (``None`` turns this off; it never
     applies when only whole-image regions are asked for). On the held-out shapes scenes
     without it, 4 of the 150 top-5 hits were whole images of a scene dominated by the queried
-    object, ranked above that object's own mask.
+    object, ranked above that object's own mask. Across images: a query is about objects when a
+    mask candidate scores at least as high as every whole-image candidate, and then no whole image
+    is a hit (unless ``scenes_for_objects``): a whole image's score for an object query is mostly
+    a bag-of-words match of its parts (a red square and a blue triangle for "red triangle"; a
+    scene with one yellow square scored 0.74 for "orange circle", its mask -0.09), and on the
+    held-out shapes scenes these filled the top-5 slots that near-duplicate collapse frees
+    (benchmarks/dedupe_seeds.py). A query that some whole image answers better than every region
+    (a scene-level query) keeps whole images, under the per-image margin.
 
     Near-duplicates: SAM's automatic masks often include the same object twice (two grid points,
     two crop layers). A candidate whose mask IoU with an already kept hit of the same image is
@@ -112,7 +125,10 @@ def search_vector(datadir: Any, query: np.ndarray, k: int = 10, filters: SearchF
     >= ``dedupe_contain`` inside a kept mask or holds >= ``dedupe_contain`` of one (a part of the
     object, or the object plus a sliver: on 40 held-out shapes scenes the IoU rule alone left 12
     repeated instances in the 30 captions' top 10s, of 116 without dedupe); unless ``filters.dedupe`` is
-    False or ``dedupe_iou`` is None.
+    False or ``dedupe_iou`` is None. The collapsed masks are one group: it is shown by the member
+    SAM says fits best (predicted IoU x stability) among those scoring within ``dedupe_best_fit``
+    of its best (None: the best-scoring one), at that member's own score; a part of an object, or
+    the object with a piece of its neighbour, often scores a little above the object itself.
     """
     check_k(k, max_k)
     f = filters or SearchFilters()
@@ -125,37 +141,101 @@ def search_vector(datadir: Any, query: np.ndarray, k: int = 10, filters: SearchF
     excluded = set(int(i) for i in exclude)
     if dedupe_contain is not None and not 0.0 < dedupe_contain <= 1.0:
         raise InvalidRequestError(f"dedupe_contain must be in (0, 1], got {dedupe_contain}")
+    if dedupe_best_fit is not None and not dedupe_best_fit >= 0.0:
+        raise InvalidRequestError(f"dedupe_best_fit must be >= 0, got {dedupe_best_fit}")
     return _rank(datadir, q, k, f, want, total, excluded, whole_margin, dedupe_iou if f.dedupe else None,
-                 dedupe_contain)
+                 dedupe_contain, dedupe_best_fit, scenes_for_objects=scenes_for_objects)
 
 
 class _Dedupe:
-    """The masks kept so far, per image: :meth:`keep` is False for a mask that overlaps one of
-    them with IoU >= ``iou``, or (mask regions only) lies >= ``contain`` inside one of them or holds
-    >= ``contain`` of one (COCO RLE, exact, no decoding)."""
+    """The masks kept so far, per image: :meth:`group_of` says which kept hit a mask duplicates:
+    IoU >= ``iou`` with one of its masks, or (mask regions only) lying >= ``contain`` inside one
+    or holding >= ``contain`` of one (COCO RLE, exact, no decoding)."""
 
     def __init__(self, iou: float | None, contain: float | None):
         self.iou, self.contain = iou, contain
-        self.kept: dict[int, list[tuple[dict[str, Any], str]]] = {}
+        #: per image: (rle, kind, group) of every mask kept; group None for a "more like this" seed
+        self.kept: dict[int, list[tuple[dict[str, Any], str, int | None]]] = {}
+
+    def group_of(self, row: Any) -> int | None | bool:
+        """The group (hit number, or None for a seed) that ``row`` duplicates; False when it is new."""
+        if self.iou is None or row.kind == "track":
+            return False  # a track's box and mask are one frame of it: overlap says nothing of the object
+        kept = self.kept.get(row.image_id, [])
+        if not kept:
+            return False
+        iou = rle_iou([row.rle], [r for r, _, _ in kept])[0]
+        if float(iou.max()) >= self.iou:
+            return kept[int(np.argmax(iou))][2]
+        masks = [(r, g) for r, kind, g in kept if kind == "mask"]
+        if self.contain is not None and row.kind == "mask" and masks:
+            inside = rle_iou([row.rle], [r for r, _ in masks], crowd=[True] * len(masks))[0]  # of the new mask's area
+            holds = rle_iou([r for r, _ in masks], [row.rle], crowd=[True])[:, 0]                # of each kept mask's area
+            both = np.maximum(inside, holds)
+            if float(both.max()) >= self.contain:
+                return masks[int(np.argmax(both))][1]
+        return False
+
+    def add(self, row: Any, group: int | None) -> None:
+        if self.iou is not None and row.kind != "track":
+            self.kept.setdefault(row.image_id, []).append((row.rle, row.kind, group))
 
     def keep(self, row: Any) -> bool:
-        if self.iou is None or row.kind == "track":
-            return True  # a track's box and mask are one frame of it: overlap says nothing of the object
-        kept = self.kept.setdefault(row.image_id, [])
-        if kept and float(rle_iou([row.rle], [r for r, _ in kept]).max()) >= self.iou:
+        """Remember ``row`` (as its own group) unless it duplicates a kept mask."""
+        if self.group_of(row) is not False:
             return False
-        masks = [r for r, kind in kept if kind == "mask"]
-        if self.contain is not None and row.kind == "mask" and masks:
-            inside = rle_iou([row.rle], masks, crowd=[True] * len(masks))      # of the new mask's area
-            holds = rle_iou(masks, [row.rle], crowd=[True])                     # of each kept mask's area
-            if max(float(inside.max()), float(holds.max())) >= self.contain:
-                return False
-        kept.append((row.rle, row.kind))
+        self.add(row, None)
         return True
 
 
+def _fit(row: Any) -> float:
+    """How well a mask fits one object by SAM's own estimate (predicted IoU x stability)."""
+    return float(row.predicted_iou or 0.0) * float(row.stability_score or 0.0)
+
+
+class _Hits:
+    """Hits in score order, each a group of near-duplicate masks shown by one member: the best
+    scoring one, or with ``best_fit`` the best fitting (:func:`_fit`) of the members that score
+    within ``best_fit`` of it (SAM also returns an object's part, or the object with a piece of
+    its neighbour, as a separate mask; CLIP may score the part a little higher than the object)."""
+
+    def __init__(self, dedupe: _Dedupe, best_fit: float | None, per_image: int | None):
+        self.dedupe, self.best_fit, self.per_image = dedupe, best_fit, per_image
+        self.top: list[float] = []          # each group's best score
+        self.shown: list[tuple[Any, float]] = []
+        self.count: dict[int, int] = {}
+
+    def offer(self, row: Any, score: float, k: int) -> bool:
+        """Take one candidate (candidates come best first); True once ``k`` hits are final."""
+        if len(self.top) >= k and (self.best_fit is None or score < self.top[k - 1] - self.best_fit):
+            return True
+        group = self.dedupe.group_of(row)
+        if group is not False:
+            if group is not None and self.best_fit is not None and row.kind == "mask":
+                shown = self.shown[group][0]
+                if score >= self.top[group] - self.best_fit and shown.kind == "mask" and _fit(row) > _fit(shown):
+                    self.shown[group] = (row, score)
+                    self.dedupe.add(row, group)
+            return False
+        if len(self.top) >= k:
+            return False  # only a better-fitting member of a group is looked for now
+        if self.per_image is not None:
+            if self.count.get(row.image_id, 0) >= self.per_image:
+                return False
+            self.count[row.image_id] = self.count.get(row.image_id, 0) + 1
+        self.dedupe.add(row, len(self.top))
+        self.top.append(score)
+        self.shown.append((row, score))
+        return False
+
+    def hits(self, k: int) -> list[SearchHit]:
+        shown = sorted(self.shown, key=lambda rs: -rs[1])[:k]
+        return [row.to_hit(score) for row, score in shown]
+
+
 def _rank(datadir: Any, q: np.ndarray, k: int, f: SearchFilters, want: int, total: int, excluded: set[int],
-          whole_margin: float | None, dedupe_iou: float | None, dedupe_contain: float | None) -> list[SearchHit]:
+          whole_margin: float | None, dedupe_iou: float | None, dedupe_contain: float | None,
+          best_fit: float | None = None, *, scenes_for_objects: bool = False) -> list[SearchHit]:
     # filters a vector store may apply itself (Milvus); rows are still checked below
     pushdown = {"path_prefix": f.path_prefix, "kinds": _pushdown_kinds(f),
                 "min_area": int(np.ceil(f.min_area)) if f.min_area is not None and f.min_area > 1 else None}
@@ -166,36 +246,46 @@ def _rank(datadir: Any, q: np.ndarray, k: int, f: SearchFilters, want: int, tota
         scores, ids = datadir.search_vectors(q, want, **pushdown)
         pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0 and int(i) not in excluded]
         rows = {r.region_id: r for r in datadir.fetch_regions([i for i, _ in pairs], path_prefix=f.path_prefix)}
-        hits: list[SearchHit] = []
-        per_image: dict[int, int] = {}
         dedupe = _Dedupe(dedupe_iou, dedupe_contain)
         for seed in seeds:
             dedupe.keep(seed)
-        best_mask: dict[int, float] = {}
-        if whole_margin is not None and (f.kinds is None or "mask" in f.kinds):
-            for rid, score in pairs:
-                row = rows.get(rid)
-                if row is not None and row.kind == "mask" and _passes(row, score, f):
-                    best_mask[row.image_id] = max(best_mask.get(row.image_id, -np.inf), score)
+        hits = _Hits(dedupe, best_fit if dedupe_iou is not None else None, f.per_image)
+        scenes_out = _scenes_out(rows, pairs, f, whole_margin, scenes_for_objects)
         for rid, score in pairs:
             row = rows.get(rid)
-            if row is None or not _passes(row, score, f):
+            if row is None or rid in scenes_out or not _passes(row, score, f):
                 continue
-            if row.kind == "whole" and best_mask.get(row.image_id, -np.inf) >= score - (whole_margin or 0.0):
-                continue
-            if not dedupe.keep(row):
-                continue
-            if f.per_image is not None:
-                if per_image.get(row.image_id, 0) >= f.per_image:
-                    continue
-                per_image[row.image_id] = per_image.get(row.image_id, 0) + 1
-            hits.append(row.to_hit(score))
-            if len(hits) >= k:
-                return hits
+            if hits.offer(row, score, k):
+                return hits.hits(k)
         exhausted = len(ids[0]) == 0 or int((ids[0] >= 0).sum()) < want or want >= total
         if exhausted:
-            return hits
+            return hits.hits(k)
         want = min(total, want * 4)
+
+
+def _scenes_out(rows: dict[int, Any], pairs: Sequence[tuple[int, float]], f: SearchFilters,
+                margin: float | None, scenes_for_objects: bool) -> set[int]:
+    """Ids of the whole-image candidates that give way to regions (see :func:`search_vector`):
+    those with a mask candidate of their own image scoring >= their score - ``margin``, and, for
+    an object query (a mask candidate scores >= every whole-image one), all of them unless
+    ``scenes_for_objects``. Empty when ``margin`` is None or only whole images are asked for."""
+    if margin is None or (f.kinds is not None and "mask" not in f.kinds):
+        return set()
+    best_mask: dict[int, float] = {}
+    scenes: list[tuple[int, int, float]] = []
+    for rid, score in pairs:
+        row = rows.get(rid)
+        if row is None or not _passes(row, score, f):
+            continue
+        if row.kind == "mask":
+            best_mask[row.image_id] = max(best_mask.get(row.image_id, -np.inf), score)
+        elif row.kind == "whole":
+            scenes.append((rid, row.image_id, score))
+    out = {rid for rid, image, score in scenes if best_mask.get(image, -np.inf) >= score - margin}
+    object_query = bool(scenes) and bool(best_mask) and max(s for _, _, s in scenes) <= max(best_mask.values())
+    if object_query and not scenes_for_objects:
+        out.update(rid for rid, _, _ in scenes)
+    return out
 
 
 def _pushdown_kinds(f: SearchFilters) -> tuple[str, ...] | None:
@@ -280,7 +370,8 @@ def search(source: Any, query: Query, k: int = 10, filters: SearchFilters | None
         q = np.asarray(query.vector, np.float32)
     return search_vector(source, q, k, filters, config.oversample, exclude=exclude,
                          whole_margin=config.whole_margin, max_k=None, dedupe_iou=config.dedupe_iou,
-                         dedupe_contain=config.dedupe_contain)
+                         dedupe_contain=config.dedupe_contain, dedupe_best_fit=config.dedupe_best_fit,
+                         scenes_for_objects=config.scenes_for_objects)
 
 
 def _need(encoder: QueryEncoder | None) -> QueryEncoder:
