@@ -30,6 +30,7 @@ def readyz(state: State) -> JSONResponse:
             info = state.engine.datadir.info()
             index = {k: info[k] for k in ("images_indexed", "images_failed", "regions", "vectors", "index_type",
                                           "generation")}
+            index.update({k: info.get(k, 0) for k in ("videos_indexed", "tracks")})
         except Exception as exc:  # the store went away: not ready, say why
             ready, index = False, {"error": str(exc).splitlines()[0][:300]}
     elif state.open_error:

@@ -1239,7 +1239,9 @@ async function checkReady() {
   const badge = $("ready");
   try {
     const r = await fetch("/readyz"); const d = await r.json();
-    badge.textContent = d.ready ? `${d.index.regions} regions · ${d.index.images_indexed} images` : "not ready";
+    const n = (v, one) => `${v} ${one}${v === 1 ? "" : "s"}`;
+    const videos = d.index.videos_indexed ? ` · ${n(d.index.videos_indexed, "video")}` : "";
+    badge.textContent = d.ready ? `${n(d.index.regions, "region")} · ${n(d.index.images_indexed, "image")}${videos}` : "not ready";
     badge.className = "badge " + (d.ready ? "ok" : "bad");
     if (d.limits) {
       Object.assign(limits, d.limits);

@@ -29,6 +29,7 @@ def test_health_ready_metrics(client):
     body = r.json()
     assert body["ready"] and body["models"] == {"clip": True, "sam": True}
     assert body["index"]["images_indexed"] >= 4 and body["index"]["vectors"] >= 4
+    assert body["index"]["videos_indexed"] == 0 and body["index"]["tracks"] == 0  # an image-only data dir
     m = client.get("/metrics")
     assert m.status_code == 200 and "regionsearch_http_requests_total" in m.text
     assert 'route="/readyz"' in m.text

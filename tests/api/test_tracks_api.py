@@ -176,3 +176,11 @@ def test_video_frame_jpeg_with_and_without_the_track_outline(video_client):
     assert client.get(url + "?box=1,2,3").status_code == 422
     assert client.get(f"/v1/videos/{vid}/frames/-1.jpg").status_code == 422
     assert client.get(url + "?size=8").status_code == 422
+
+
+def test_readyz_counts_videos_and_tracks(video_client):
+    client, _ = video_client
+    index = client.get("/readyz").json()["index"]
+    info = client.get("/v1/info").json()
+    assert index["videos_indexed"] == info["videos_indexed"] >= 1
+    assert index["tracks"] == info["tracks"] >= 1
