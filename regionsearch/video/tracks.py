@@ -47,6 +47,10 @@ log = logging.getLogger(__name__)
 #: accidents (an occluder, a part at the border, motion) at a fixed CLIP cost per track
 DEFAULT_N_CROPS = VideoConfig.n_crops
 
+#: a mask whose area changed by more than this factor since the last one is partly hidden (or
+#: revealed): its centroid's displacement is not the object's motion
+STEADY_AREA = 1.25
+
 
 def interior_point(mask: np.ndarray) -> tuple[float, float]:
     """The ``(x, y)`` pixel of ``mask`` farthest from its border (ties: the first in raster order)."""
@@ -268,7 +272,10 @@ class TrackBuilder:
     ``reid_motion`` x the distance it was predicted to travel of where its last motion predicts,
     with an area at most 3x the track's (smaller is fine: it may be partly hidden) and a colour
     within ``max_colour_shift``; masks and lost tracks are paired by the Hungarian algorithm on
-    the relative distance + the relative colour change (the gap stays a gap).
+    the relative distance + the relative colour change (the gap stays a gap). The prediction uses
+    the track's motion (centroid step per sampled frame), which a mask whose area changed by more
+    than ``STEADY_AREA`` x does not update: the centroid of an object going behind another one
+    (or out of the frame) moves with its visible part, and the object is lost right after.
     """
 
     def __init__(self, segmenter: Any, propagator: Propagator, *, keyframe_every: int = 4,
@@ -314,7 +321,10 @@ class TrackBuilder:
         c = centroid(mask)
         gap = max(1, self.stats.frames - st.seen)
         if st.track.frames[:-1]:
-            st.motion = ((c[0] - st.centre[0]) / gap, (c[1] - st.centre[1]) / gap)
+            # the centroid of a mask whose area jumps (the object goes behind another one or out
+            # of the frame) moves with its visible part, not with the object: keep the motion
+            if len(st.track.frames) == 2 or 1 / STEADY_AREA <= area / max(st.area, 1.0) <= STEADY_AREA:
+                st.motion = ((c[0] - st.centre[0]) / gap, (c[1] - st.centre[1]) / gap)
             st.colour = 0.5 * st.colour + 0.5 * mean_colour(frame.image, mask)
             st.area = 0.5 * st.area + 0.5 * area
         st.mask, st.centre, st.seen = mask, c, self.stats.frames

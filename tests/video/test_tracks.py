@@ -175,6 +175,50 @@ def test_a_resumed_track_needs_its_colour_and_a_plausible_place():
         assert len(tracks) == 3, change
 
 
+def _head_on_clip(n_frames=9, width=240, height=200):
+    """A red square (30 px, 12 px/frame to the right) meets a wide blue rectangle (100 x 60 px,
+    12 px/frame to the left, drawn on top) head on: on frame 3 only a 10 px sliver of the red
+    square's back shows (its centroid moved 2 px, not 12), on frames 4-6 it is hidden, on frame
+    7 it comes out behind the blue one, whole again on frame 8."""
+    from types import SimpleNamespace
+
+    frames, masks = [], []
+    for t in range(n_frames):
+        red, blue = np.zeros((height, width), bool), np.zeros((height, width), bool)
+        red[40:70, 10 + 12 * t:40 + 12 * t] = True
+        left = 92 - 12 * t
+        blue[25:85, max(left, 0):max(left + 100, 0)] = True
+        red &= ~blue
+        img = np.full((height, width, 3), 120, np.uint8)
+        img[red], img[blue] = (215, 35, 35), (35, 75, 215)
+        frames.append(img)
+        masks.append([red, blue])
+    masks = np.array(masks)
+    return SimpleNamespace(frames=np.stack(frames), masks=masks, present=masks.sum((2, 3)) >= 64,
+                           spec=SimpleNamespace(fps=2.0), captions=["red square", "blue rectangle"])
+
+
+@pytest.mark.parametrize("steady_area, red_tracks", [(None, 1), (float("inf"), 2)])
+def test_a_partly_hidden_mask_does_not_set_the_motion(monkeypatch, steady_area, red_tracks):
+    """The sliver of the red square on frame 3 is a third of its area: its centroid's step
+    (2 px) is not the square's motion (12 px), which the track keeps, so the square is resumed
+    where it comes out at keyframe 8. Taking every centroid step as the motion (``STEADY_AREA``
+    infinite: the earlier rule) predicts it 60 px short of there and starts a new track."""
+    from regionsearch.video import tracks as tracks_mod
+
+    if steady_area is not None:
+        monkeypatch.setattr(tracks_mod, "STEADY_AREA", steady_area)
+    clip, clock = _head_on_clip(), _Clock()
+    assert clip.masks[:, 0].sum((1, 2)).tolist() == [900, 900, 900, 300, 0, 0, 0, 480, 900]
+    tracks, _ = build_tracks(_frames(clip, clock), OracleSegmenter(clip, clock), OraclePropagator(clip, clock),
+                             keyframe_every=4, min_area=64)
+    red = [t for t in tracks if any(mask_iou(decode_rle(f.rle), clip.masks[f.index, 0]) > 0.5 for f in t.frames)]
+    assert len(red) == red_tracks and len(tracks) == red_tracks + 1
+    assert _score(clip, tracks).max_switches == red_tracks - 1
+    if red_tracks == 1:
+        assert sorted(red[0].masks_by_index()) == [0, 1, 2, 3, 8]
+
+
 def test_a_propagated_mask_of_another_colour_loses_the_track():
     clip, clock = make_clip(31, "slow", n_frames=3), _Clock()
 
