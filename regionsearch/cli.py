@@ -560,9 +560,12 @@ def info(
         if not errors:
             data.pop("failures", None)
     else:
+        from .datadir import mark_current
+
         eng = _engine(config, data_dir, db, None, create=False, readonly=True)
         with eng:
             data = eng.datadir.info()
+            mark_current(data, eng.config.video_pipeline_key())
             failures = [{"path": f.path, "reason": f.error} for f in eng.datadir.failures()] if errors else None
         if failures is not None:
             data["failures"] = failures
@@ -578,7 +581,8 @@ def info(
                    "commit; run info again for newer ones)")
     typer.echo("indexed with:" if data["pipelines"] else "indexed with: (no images yet)")
     for p in data["pipelines"]:
-        typer.echo(f"  {p['images']} image(s): {_describe_settings(p['settings'])}  [key {p['pipeline_key']}"
+        what = "video(s)" if "video" in (p["settings"] or {}) else "image(s)"
+        typer.echo(f"  {p['images']} {what}: {_describe_settings(p['settings'])}  [key {p['pipeline_key']}"
                    f"{', current' if p['current'] else ''}]")
     if failures is not None:
         from .imageio import display_path
@@ -597,7 +601,8 @@ def _describe_settings(settings: dict[str, Any] | None) -> str:
     return (f"crop {crop.get('crop')}, generator {seg.get('generator')}, points_per_side "
             f"{amg.get('points_per_side')}, pred_iou_thresh {amg.get('pred_iou_thresh')}, stability_score_thresh "
             f"{amg.get('stability_score_thresh')}, max_regions {seg.get('max_regions')}, SAM "
-            f"{sam.get('checkpoint') or sam.get('model')}")
+            f"{sam.get('checkpoint') or sam.get('model')}"
+            + "".join(f", {k} {v}" for k, v in (settings.get("video") or {}).items()))
 
 
 @app.command()

@@ -373,6 +373,15 @@ def pipelines_in_use(store: MetadataStore, manifest: Manifest, file_data: dict[s
             for key, n in sorted(store.pipeline_counts().items(), key=lambda kv: -kv[1])]
 
 
+def mark_current(info: dict[str, Any], *keys: str) -> dict[str, Any]:
+    """Also mark as current the pipelines of ``keys`` in :meth:`DataDir.info`'s ``pipelines`` (the
+    manifest knows only the images' key; videos are indexed under the images' key + the video
+    settings, :meth:`~regionsearch.config.Config.video_pipeline_key`)."""
+    for p in info.get("pipelines", []):
+        p["current"] = bool(p["current"] or p["pipeline_key"] in keys)
+    return info
+
+
 def _region_attrs(store: MetadataStore, ids: np.ndarray) -> dict[str, list[Any]]:
     """``path``/``area``/``kind`` of region ids, for vector backends that filter on them (Milvus)."""
     rows = {r.region_id: r for r in store.fetch_regions(ids)}

@@ -31,8 +31,10 @@ def info(state: State, errors_: Annotated[bool, Query(alias="errors", descriptio
                                                      "could not be indexed, with reasons")] = False) -> dict:
     """Counts, models (the manifest), index type, disk size and the settings each image was indexed
     with: the JSON ``regionsearch info --json`` prints for the service's data directory."""
+    from regionsearch.datadir import mark_current
+
     dd = state.datadir()
-    data = dd.info()
+    data = mark_current(dd.info(), state.engine.config.video_pipeline_key())
     if errors_:
         data["failures"] = [{"path": f.path, "reason": f.error} for f in dd.failures()]
     return data

@@ -184,3 +184,5 @@ def test_readyz_counts_videos_and_tracks(video_client):
     info = client.get("/v1/info").json()
     assert index["videos_indexed"] == info["videos_indexed"] >= 1
     assert index["tracks"] == info["tracks"] >= 1
+    # the video's pipeline (the images' key + the video settings) is current, like the image's
+    assert len(info["pipelines"]) == 2 and all(p["current"] for p in info["pipelines"]), info["pipelines"]
