@@ -102,11 +102,17 @@ def print_table(summary: EvalSummary, file: IO[str] | None = None, use_rich: boo
 def write_json(summary: EvalSummary, path: str | os.PathLike[str], extra: dict[str, Any] | None = None) -> Path:
     """Write ``summary.to_json()`` (merged with ``extra``, e.g. the config and templates used) to
     ``path`` atomically (temporary file + rename); returns the path."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
     payload = summary.to_json()
     if extra:
         payload = {**extra, **payload}
+    return write_payload(payload, path)
+
+
+def write_payload(payload: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    """``payload`` as JSON (no NaN: write None instead), atomically: a temp file in the same folder,
+    then renamed over ``path``."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=p.name, suffix=".tmp", dir=p.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

@@ -331,18 +331,6 @@ def format_video_report(run: VideoEvalRun) -> str:
 
 def write_video_json(run: VideoEvalRun, path: str | os.PathLike[str], extra: dict[str, Any] | None = None) -> Path:
     """``run.to_json()`` (merged with ``extra``) written atomically to ``path``."""
-    import tempfile
+    from .report import write_payload
 
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    payload = {**(extra or {}), **run.to_json()}
-    fd, tmp = tempfile.mkstemp(prefix=p.name, suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(payload, fh, indent=2, allow_nan=False)
-            fh.write("\n")
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
+    return write_payload({**(extra or {}), **run.to_json()}, path)
