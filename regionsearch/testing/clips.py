@@ -28,7 +28,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -262,6 +262,39 @@ def write_mp4(spec: ClipSpec, path: str | Path, crf: int = 18, frames: Iterator[
         src = frames if frames is not None else (img for img, _ in iter_frames(spec))
         for img in src:
             for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def encode_video(path: str | Path, frames: Sequence[np.ndarray], *, codec: str = "libx264", rate: Any = 8,
+                 gop: int | None = None, pts: Sequence[int] | None = None, time_base: Any = None,
+                 rotation: int | None = None) -> Path:
+    """Encode HWC uint8 RGB ``frames`` with PyAV, for tests of odd videos: ``codec`` (``libx264``,
+    ``mpeg4``, ...), ``gop`` frames between keyframes, ``pts`` in ``time_base`` units (a variable
+    frame rate; ``time_base`` defaults to 1/1000 s then), a display ``rotation`` in degrees."""
+    import av
+    from fractions import Fraction
+
+    path = Path(path)
+    if pts is not None and time_base is None:
+        time_base = Fraction(1, 1000)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=rate)
+        h, w = frames[0].shape[:2]
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        if gop:
+            stream.gop_size = gop
+        if time_base is not None:
+            stream.codec_context.time_base = time_base
+        if rotation is not None:
+            stream.set_display_rotation(rotation)
+        for i, img in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+            if pts is not None:
+                frame.pts, frame.time_base = pts[i], time_base
+            for packet in stream.encode(frame):
                 out.mux(packet)
         for packet in stream.encode():
             out.mux(packet)

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from regionsearch.masks import decode_rle, mask_iou
-from regionsearch.testing.clips import make_clip, write_mp4
+from regionsearch.testing.clips import encode_video, make_clip, write_mp4
 from regionsearch.testing.shapes import make_scenes
 
 #: per-frame pixel limit of the run: the clips (256x256) pass, the "huge" video does not
@@ -23,25 +23,7 @@ N_FRAMES = 6
 
 def _write(path: Path, frames, pts=None, time_base=None, rate=2, rotation=None) -> Path:
     """H.264 mp4 of HWC uint8 frames; ``pts`` in ``time_base`` units for a variable frame rate."""
-    import av
-
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=rate)
-        h, w = frames[0].shape[:2]
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        if time_base is not None:
-            stream.codec_context.time_base = time_base
-        if rotation is not None:
-            stream.set_display_rotation(rotation)
-        for i, img in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
-            if pts is not None:
-                frame.pts, frame.time_base = pts[i], time_base
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
+    return encode_video(path, frames, pts=pts, time_base=time_base, rate=rate, rotation=rotation)
 
 
 def _audio_only(path: Path) -> Path:

@@ -10,31 +10,13 @@ import numpy as np
 import pytest
 
 from regionsearch.errors import InvalidImageError, InvalidVideoError
-from regionsearch.testing.clips import clip_spec, make_clip, write_mp4
+from regionsearch.testing.clips import clip_spec, encode_video, make_clip, write_mp4
 from regionsearch.video.decode import file_sha256, probe_video, sample_frames
 
 
 def _write(path, frames, pts=None, time_base=None, rate=8, rotation=None):
     """Encode HWC uint8 frames as H.264 mp4; ``pts`` in ``time_base`` units (VFR) if given."""
-    import av
-
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=rate)
-        h, w = frames[0].shape[:2]
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        if time_base is not None:
-            stream.codec_context.time_base = time_base
-        if rotation is not None:
-            stream.set_display_rotation(rotation)
-        for i, img in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-            if pts is not None:
-                frame.pts, frame.time_base = pts[i], time_base
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
+    return encode_video(path, frames, pts=pts, time_base=time_base, rate=rate, rotation=rotation)
 
 
 @pytest.fixture(scope="module")

@@ -4,37 +4,17 @@ rate, with short and long keyframe intervals, in random orders."""
 
 from __future__ import annotations
 
-from fractions import Fraction
 
 import numpy as np
 import pytest
 
 from regionsearch.errors import InvalidVideoError
-from regionsearch.testing.clips import clip_spec, iter_frames
+from regionsearch.testing.clips import clip_spec, encode_video, iter_frames
 from regionsearch.video.decode import FrameSeeker, sample_frames
 
 
 def _encode(path, frames, codec="libx264", gop=None, pts=None, rate=10):
-    import av
-
-    time_base = Fraction(1, 1000)
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream(codec, rate=rate)
-        h, w = frames[0].shape[:2]
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        if gop:
-            stream.gop_size = gop
-        if pts is not None:
-            stream.codec_context.time_base = time_base
-        for i, img in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-            if pts is not None:
-                frame.pts, frame.time_base = pts[i], time_base
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
+    return encode_video(path, frames, codec=codec, gop=gop, pts=pts, rate=rate)
 
 
 def _frames(seed, n, size=96):
