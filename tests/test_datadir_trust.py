@@ -387,7 +387,9 @@ def test_text_embedder_many_threads_tiny_cache_no_deadlock(tiny_config):
 def test_ctrl_c_says_what_was_saved_and_the_same_command_resumes(tmp_path):
     from regionsearch.datadir import DataDir
 
-    _write_images(tmp_path / "photos", 4, seed=5)
+    # 16 images: with the faster generator 4 tiny images could all be indexed between the poll that
+    # saw the first one and the signal (the job then exited 0 before the interrupt could land)
+    _write_images(tmp_path / "photos", 16, seed=5)
     (tmp_path / "cfg.yaml").write_text("extends: tiny\ningest:\n  batch_images: 1\n")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "regionsearch.cli", "index", "photos", "-d", "data", "--config", "cfg.yaml",
