@@ -105,7 +105,19 @@ def _copy(tiny_dir, tmp_path: Path) -> Path:
     return dst
 
 
+def _default_sigint() -> None:
+    """Run in the child before exec: restore SIGINT's default disposition.
+
+    A non-interactive shell that starts a job in the background (``bash -c 'pytest ... & wait'``, as some CI
+    runners do) sets SIGINT to SIG_IGN for it, and children inherit that; Python then installs no
+    KeyboardInterrupt handler, so the SIGINT these tests send would be ignored (respecting an inherited
+    SIG_IGN is correct Unix behaviour for the CLI, so the test, not the CLI, restores the default).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 # -- 1 + acceptance: the data dir remembers its models; no hub is contacted ------------------------
+
 def test_search_without_config_uses_the_data_dirs_models_and_no_network(tiny_dir, tmp_path, capsys):
     _, data = tiny_dir
     code, out, _ = _run(["search", "-d", str(data), "red circle", "--json", "--config", "tiny"], capsys)
@@ -164,7 +176,8 @@ def test_search_info_doctor_and_serve_leave_every_byte(tiny_dir, tmp_path, capsy
     env = {k: v for k, v in os.environ.items() if k != "REGIONSEARCH_CONFIG"}
     env["PYTHONPATH"] = str(REPO)
     server = subprocess.Popen([sys.executable, "-m", "regionsearch.cli", "serve", "-d", str(data), "--port",
-                               str(port)], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                               str(port)], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              preexec_fn=_default_sigint)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 240
@@ -394,7 +407,8 @@ def test_ctrl_c_says_what_was_saved_and_the_same_command_resumes(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "regionsearch.cli", "index", "photos", "-d", "data", "--config", "cfg.yaml",
            "--no-progress"]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.5)
