@@ -18,8 +18,9 @@ indexes the scenes with ``--config tiny`` and reports, over the 30 captions' top
 without dedupe, with the defaults, and with a sweep of the containment threshold; and the same
 with ``search.scenes_for_objects`` true (the ranking before issue #17: whole images answer object
 queries under the per-image margin alone), with ``search.dedupe_best_fit`` null (a collapsed
-group shown by its best-scoring member, not its best-fitting one) and with both (the ranking
-before issue #17). Figures go to ``benchmarks/results/dedupe_seeds.json``.
+group shown by its best-scoring member, not its best-fitting one), with ``search.dedupe_consensus``
+null (a group ranks by its shown member's score alone, no bonus for the object being found several
+times) and with all three (the ranking before issue #17). Figures go to ``benchmarks/results/dedupe_seeds.json``.
 
 Run::
 
@@ -51,12 +52,19 @@ VARIANTS = {
     "seed 90213, 320 px, up to 10 objects": (90213, {"size": 320, "n_max": 10}),
     # the e2e test's corpus: thresholds are not chosen on it; run it to confirm (--only)
     "seed 90210 (the e2e test's)": (90210, None),
+    # more held-out seeds (--variants 8); the consensus bonus was chosen on the first six, 90216
+    # and 90217 were first run after it was set
+    "seed 90214": (90214, {}),
+    "seed 90215": (90215, {}),
+    "seed 90216": (90216, {}),
+    "seed 90217": (90217, {}),
 }
 DEFAULT_VARIANTS = 3
 CONTAIN_SWEEP = (0.6, 0.7, 0.8, 0.9, None)
 #: issue #17's levers turned off one at a time, then both (SearchConfig fields)
-LEVERS_OFF = {"best_fit_off": {"dedupe_best_fit": None},
-              "before_issue_17": {"dedupe_best_fit": None, "scenes_for_objects": True}}
+LEVERS_OFF = {"consensus_off": {"dedupe_consensus": None},
+              "best_fit_off": {"dedupe_best_fit": None},
+              "before_issue_17": {"dedupe_best_fit": None, "scenes_for_objects": True, "dedupe_consensus": None}}
 
 
 def _wrong_kind(caption: str, hit, scene, ious) -> str:

@@ -210,6 +210,18 @@ class SearchConfig:
     #: the members scoring within this of the group's best (null: the best-scoring member). A part
     #: of an object often scores a little above the whole object (benchmarks/dedupe_seeds.py)
     dedupe_best_fit: float | None = 0.02
+    #: consensus: a collapsed group ranks (and scores) this much higher for each further mask of
+    #: it, at most ``dedupe_consensus_max``, that scores within ``dedupe_consensus_within`` of the
+    #: group's best: SAM finding one object several times, every find matching the text, is
+    #: evidence; the usual mistake of a small CLIP is a lone mask of a wrong shape scoring as
+    #: high (null: groups rank by their shown mask's score alone). Without it, collapse gave the
+    #: freed top-5 slots to those; benchmarks/dedupe_seeds.py
+    dedupe_consensus: float | None = 0.01
+    dedupe_consensus_within: float = 0.02
+    dedupe_consensus_max: int = 2
+    #: a mask that duplicates two collapsed groups (the whole object, after two of its parts made a
+    #: group each) and scores within this of both groups' best merges them (null: never)
+    dedupe_merge: float | None = 0.05
     #: query text tower weights (TEXT_DTYPES): ``auto`` = bfloat16 where the hardware multiplies
     #: it natively, else float32 (the tower is memory-bound on CPU: ViT-B-32 10.5 vs 21.4 ms per
     #: query, api_latency.py --breakdown); ``float32`` is exactly open_clip's encode_text

@@ -14,6 +14,7 @@ A *source* is anything with ``index`` (only its ``len`` is read), ``search_vecto
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Protocol, Sequence
 
@@ -38,6 +39,10 @@ DEDUPE_IOU = SearchConfig().dedupe_iou
 DEDUPE_CONTAIN = SearchConfig().dedupe_contain
 #: ... and shown by its best-fitting member among those scoring within this of its best
 DEDUPE_BEST_FIT = SearchConfig().dedupe_best_fit
+#: (bonus per further near-duplicate, window below the group's best, most further masks counted)
+DEDUPE_CONSENSUS = (SearchConfig().dedupe_consensus, SearchConfig().dedupe_consensus_within,
+                    SearchConfig().dedupe_consensus_max)
+DEDUPE_MERGE = SearchConfig().dedupe_merge
 
 
 #: what ``SearchFilters.media`` (CLI ``--media``, API ``filters.media``) may be
@@ -49,10 +54,11 @@ class SearchFilters:
     """Filters applied to candidate regions.
 
     ``path_prefix``: image path starts with it. ``min_area``: minimum region area, as a fraction
-    of the image area when <= 1, else in pixels. ``min_score``: minimum similarity score of the
-    hit. ``per_image``: keep at most this many hits per image (best first). ``kinds``: region
-    kinds to keep (``mask``, ``whole``). ``dedupe``: collapse near-duplicate regions of one image
-    (mask IoU >= the config's ``search.dedupe_iou``) into the best-scoring one; ``False`` shows all.
+    of the image area when <= 1, else in pixels. ``min_score``: minimum score of the hit (the
+    similarity; with ``dedupe``, plus the group's consensus bonus, see :func:`search_vector`).
+    ``per_image``: keep at most this many hits per image (best first). ``kinds``: region kinds to
+    keep (``mask``, ``whole``). ``dedupe``: collapse near-duplicate regions of one image (mask IoU
+    >= the config's ``search.dedupe_iou``) into the best-scoring one; ``False`` shows all.
     """
 
     path_prefix: str | None = None
@@ -98,7 +104,9 @@ def search_vector(datadir: Any, query: np.ndarray, k: int = 10, filters: SearchF
                   dedupe_iou: float | None = DEDUPE_IOU,
                   dedupe_contain: float | None = DEDUPE_CONTAIN,
                   dedupe_best_fit: float | None = DEDUPE_BEST_FIT,
-                  scenes_for_objects: bool = SCENES_FOR_OBJECTS) -> list[SearchHit]:
+                  scenes_for_objects: bool = SCENES_FOR_OBJECTS,
+                  dedupe_consensus: tuple[float | None, float, int] = DEDUPE_CONSENSUS,
+                  dedupe_merge: float | None = DEDUPE_MERGE) -> list[SearchHit]:
     """Top ``k`` regions for one L2-normalised query vector, after filters.
 
     Fetches ``k * oversample`` candidates, and more (x4 each round) while filters leave fewer
@@ -129,6 +137,18 @@ def search_vector(datadir: Any, query: np.ndarray, k: int = 10, filters: SearchF
     SAM says fits best (predicted IoU x stability) among those scoring within ``dedupe_best_fit``
     of its best (None: the best-scoring one), at that member's own score; a part of an object, or
     the object with a piece of its neighbour, often scores a little above the object itself.
+
+    Consensus: ``dedupe_consensus`` = (bonus, within, most): a group's score is its shown member's
+    plus ``bonus`` for each further member (at most ``most``) scoring within ``within`` of the
+    group's best (bonus None: no consensus). SAM finding one object several times, each find
+    matching the text, is evidence; a small CLIP's usual mistake is one lone mask of a wrong shape
+    scoring as high. Without it, collapse handed the top-5 slots it freed to such masks
+    (benchmarks/dedupe_seeds.py). With ``filters.dedupe`` False every score is the plain similarity.
+
+    Merge: SAM may return two halves of an object as masks that hardly overlap (IoU 0.25), each
+    matching it well, and later the whole object, which holds both. A mask that duplicates two
+    groups and scores within ``dedupe_merge`` of both groups' best makes them one group, the better
+    one (None: never; held-out seeds 90214 and 90217 each had one such repeat in a top 10).
     """
     check_k(k, max_k)
     f = filters or SearchFilters()
@@ -143,42 +163,64 @@ def search_vector(datadir: Any, query: np.ndarray, k: int = 10, filters: SearchF
         raise InvalidRequestError(f"dedupe_contain must be in (0, 1], got {dedupe_contain}")
     if dedupe_best_fit is not None and not dedupe_best_fit >= 0.0:
         raise InvalidRequestError(f"dedupe_best_fit must be >= 0, got {dedupe_best_fit}")
+    bonus, within, most = dedupe_consensus
+    if bonus is not None and not (bonus >= 0.0 and within >= 0.0 and int(most) >= 0):
+        raise InvalidRequestError(f"dedupe_consensus needs bonus, within >= 0 and most >= 0, got {dedupe_consensus}")
+    if dedupe_merge is not None and not dedupe_merge >= 0.0:
+        raise InvalidRequestError(f"dedupe_merge must be >= 0, got {dedupe_merge}")
     return _rank(datadir, q, k, f, want, total, excluded, whole_margin, dedupe_iou if f.dedupe else None,
-                 dedupe_contain, dedupe_best_fit, scenes_for_objects=scenes_for_objects)
+                 dedupe_contain, dedupe_best_fit, scenes_for_objects=scenes_for_objects,
+                 consensus=dedupe_consensus if bonus else None, merge=dedupe_merge)
 
 
 class _Dedupe:
-    """The masks kept so far, per image: :meth:`group_of` says which kept hit a mask duplicates:
+    """The masks kept so far, per image: :meth:`matches` says which kept hits a mask duplicates:
     IoU >= ``iou`` with one of its masks, or (mask regions only) lying >= ``contain`` inside one
     or holding >= ``contain`` of one (COCO RLE, exact, no decoding)."""
 
     def __init__(self, iou: float | None, contain: float | None):
         self.iou, self.contain = iou, contain
-        #: per image: (rle, kind, group) of every mask kept; group None for a "more like this" seed
-        self.kept: dict[int, list[tuple[dict[str, Any], str, int | None]]] = {}
+        #: per image: [rle, kind, group] of every mask kept; group None for a "more like this" seed
+        self.kept: dict[int, list[list[Any]]] = {}
 
-    def group_of(self, row: Any) -> int | None | bool:
-        """The group (hit number, or None for a seed) that ``row`` duplicates; False when it is new."""
+    def matches(self, row: Any) -> list[int | None]:
+        """Every group (hit number, or None for a seed) that ``row`` duplicates, best match first
+        (an IoU match before a containment one, then by the overlap); empty when it is new."""
         if self.iou is None or row.kind == "track":
-            return False  # a track's box and mask are one frame of it: overlap says nothing of the object
+            return []  # a track's box and mask are one frame of it: overlap says nothing of the object
         kept = self.kept.get(row.image_id, [])
         if not kept:
-            return False
+            return []
         iou = rle_iou([row.rle], [r for r, _, _ in kept])[0]
-        if float(iou.max()) >= self.iou:
-            return kept[int(np.argmax(iou))][2]
-        masks = [(r, g) for r, kind, g in kept if kind == "mask"]
+        score = np.where(iou >= self.iou, 1.0 + iou, 0.0)
+        masks = [i for i, (_, kind, _) in enumerate(kept) if kind == "mask"]
         if self.contain is not None and row.kind == "mask" and masks:
-            inside = rle_iou([row.rle], [r for r, _ in masks], crowd=[True] * len(masks))[0]  # of the new mask's area
-            holds = rle_iou([r for r, _ in masks], [row.rle], crowd=[True])[:, 0]                # of each kept mask's area
+            rles = [kept[i][0] for i in masks]
+            inside = rle_iou([row.rle], rles, crowd=[True] * len(rles))[0]  # of the new mask's area
+            holds = rle_iou(rles, [row.rle], crowd=[True])[:, 0]             # of each kept mask's area
             both = np.maximum(inside, holds)
-            if float(both.max()) >= self.contain:
-                return masks[int(np.argmax(both))][1]
-        return False
+            score[masks] = np.maximum(score[masks], np.where(both >= self.contain, both, 0.0))
+        out: list[int | None] = []
+        for i in np.argsort(-score, kind="stable"):
+            if score[i] <= 0.0:
+                break
+            if kept[i][2] not in out:
+                out.append(kept[i][2])
+        return out
+
+    def group_of(self, row: Any) -> int | None | bool:
+        """The group (hit number, or None for a seed) that ``row`` duplicates best; False when it is new."""
+        found = self.matches(row)
+        return found[0] if found else False
 
     def add(self, row: Any, group: int | None) -> None:
         if self.iou is not None and row.kind != "track":
-            self.kept.setdefault(row.image_id, []).append((row.rle, row.kind, group))
+            self.kept.setdefault(row.image_id, []).append([row.rle, row.kind, group])
+
+    def relabel(self, image_id: int, old: int, new: int) -> None:
+        for entry in self.kept.get(image_id, []):
+            if entry[2] == old:
+                entry[2] = new
 
     def keep(self, row: Any) -> bool:
         """Remember ``row`` (as its own group) unless it duplicates a kept mask."""
@@ -197,28 +239,86 @@ class _Hits:
     """Hits in score order, each a group of near-duplicate masks shown by one member: the best
     scoring one, or with ``best_fit`` the best fitting (:func:`_fit`) of the members that score
     within ``best_fit`` of it (SAM also returns an object's part, or the object with a piece of
-    its neighbour, as a separate mask; CLIP may score the part a little higher than the object)."""
+    its neighbour, as a separate mask; CLIP may score the part a little higher than the object).
+    With ``consensus`` = (bonus, within, most) a group scores ``bonus`` more for each further
+    member (at most ``most``) scoring within ``within`` of its best. With ``merge``, a mask that
+    duplicates two groups (the whole object, after two of its parts each made a group) and scores
+    within ``merge`` of both groups' best makes them one group (the better one stays)."""
 
-    def __init__(self, dedupe: _Dedupe, best_fit: float | None, per_image: int | None):
-        self.dedupe, self.best_fit, self.per_image = dedupe, best_fit, per_image
+    def __init__(self, dedupe: _Dedupe, best_fit: float | None, per_image: int | None,
+                 consensus: tuple[float, float, int] | None = None, merge: float | None = None):
+        self.dedupe, self.best_fit, self.per_image, self.merge = dedupe, best_fit, per_image, merge
+        self.bonus, self.within, self.most = consensus if consensus else (0.0, 0.0, 0)
         self.top: list[float] = []          # each group's best score
         self.shown: list[tuple[Any, float]] = []
+        self.agree: list[int] = []          # each group's further members within ``within`` of its best
+        self.alive: list[bool] = []         # False once merged into a better group
         self.count: dict[int, int] = {}
+        # a candidate this far below the k-th group's best can change no top-k group (see offer)
+        self.reach = ((best_fit or 0.0) + max(best_fit or 0.0, self.within if self.bonus else 0.0, merge or 0.0)
+                      + self.bonus * self.most)
+
+    def _rank(self, g: int) -> float:
+        return self.shown[g][1] + self.bonus * min(self.most, self.agree[g])
+
+    def _kth(self, k: int) -> float | None:
+        """The k-th live group's best score (groups come in best-score order); None when fewer."""
+        n = 0
+        for g, live in enumerate(self.alive):
+            n += live
+            if n == k:
+                return self.top[g]
+        return None
+
+    def _merge(self, groups: list[int], score: float, image_id: int) -> int:
+        """Merge the live ``groups`` whose best is within ``merge`` above ``score`` into the best of them."""
+        near = sorted(g for g in set(groups) if self.alive[g] and self.top[g] - score <= self.merge)
+        if len(near) < 2:
+            return groups[0]
+        keep = near[0]
+        for g in near[1:]:
+            self.alive[g] = False
+            self.dedupe.relabel(image_id, g, keep)
+            if self.per_image is not None:
+                self.count[image_id] -= 1
+            if self.bonus and self.top[g] >= self.top[keep] - self.within:
+                self.agree[keep] += 1 + self.agree[g]  # the other part, and what agreed with it
+            row, own = self.shown[g]
+            shown = self.shown[keep][0]
+            if (self.best_fit is not None and own >= self.top[keep] - self.best_fit and row.kind == "mask"
+                    and shown.kind == "mask" and _fit(row) > _fit(shown)):
+                self.shown[keep] = (row, own)
+        return keep if groups[0] in near else groups[0]
 
     def offer(self, row: Any, score: float, k: int) -> bool:
-        """Take one candidate (candidates come best first); True once ``k`` hits are final."""
-        if len(self.top) >= k and (self.best_fit is None or score < self.top[k - 1] - self.best_fit):
+        """Take one candidate (candidates come best first); True once ``k`` hits are final.
+
+        Final: every top-k group's rank is at least the k-th best score minus ``best_fit`` (its shown
+        member's score); a later candidate (score s) ranks a new group at most s + bonus x most, and
+        touches a group (a better fit, an agreeing member, a merge) only when that group's best is at
+        most s + max(best_fit, within, merge), its rank at most that + bonus x most. A new group is
+        kept (and counted per image) even when it cannot reach the top k: a later mask that
+        duplicates it belongs to it, as it would in a search for more hits, so the top k are the
+        same whatever k."""
+        kth = self._kth(k)
+        if kth is not None and ((self.best_fit is None and not self.bonus and self.merge is None)
+                                or score < kth - self.reach):
             return True
-        group = self.dedupe.group_of(row)
-        if group is not False:
-            if group is not None and self.best_fit is not None and row.kind == "mask":
+        found = self.dedupe.matches(row)
+        if found:
+            group = found[0]
+            if group is not None and row.kind == "mask":
+                others = [g for g in found if g is not None]
+                if self.merge is not None and len(others) > 1:
+                    group = self._merge(others, score, row.image_id)
+                if self.bonus and score >= self.top[group] - self.within:
+                    self.agree[group] += 1
                 shown = self.shown[group][0]
-                if score >= self.top[group] - self.best_fit and shown.kind == "mask" and _fit(row) > _fit(shown):
+                if (self.best_fit is not None and score >= self.top[group] - self.best_fit
+                        and shown.kind == "mask" and _fit(row) > _fit(shown)):
                     self.shown[group] = (row, score)
                     self.dedupe.add(row, group)
             return False
-        if len(self.top) >= k:
-            return False  # only a better-fitting member of a group is looked for now
         if self.per_image is not None:
             if self.count.get(row.image_id, 0) >= self.per_image:
                 return False
@@ -226,22 +326,38 @@ class _Hits:
         self.dedupe.add(row, len(self.top))
         self.top.append(score)
         self.shown.append((row, score))
+        self.agree.append(0)
+        self.alive.append(True)
         return False
 
-    def hits(self, k: int) -> list[SearchHit]:
-        shown = sorted(self.shown, key=lambda rs: -rs[1])[:k]
-        return [row.to_hit(score) for row, score in shown]
+    def hits(self, k: int, min_score: float | None = None) -> list[SearchHit]:
+        """The top ``k`` live groups' shown members at their groups' scores, those >= ``min_score``
+        (the candidates were checked against a lower bound, see :func:`_rank`)."""
+        order = sorted((g for g in range(len(self.shown)) if self.alive[g]), key=lambda g: -self._rank(g))
+        order = [g for g in order if min_score is None or self._rank(g) >= min_score][:k]
+        return [self.shown[g][0].to_hit(self._rank(g)) for g in order]
 
 
 def _rank(datadir: Any, q: np.ndarray, k: int, f: SearchFilters, want: int, total: int, excluded: set[int],
           whole_margin: float | None, dedupe_iou: float | None, dedupe_contain: float | None,
-          best_fit: float | None = None, *, scenes_for_objects: bool = False) -> list[SearchHit]:
+          best_fit: float | None = None, *, scenes_for_objects: bool = False,
+          consensus: tuple[float, float, int] | None = None, merge: float | None = None) -> list[SearchHit]:
     # filters a vector store may apply itself (Milvus); rows are still checked below
     pushdown = {"path_prefix": f.path_prefix, "kinds": _pushdown_kinds(f),
                 "min_area": int(np.ceil(f.min_area)) if f.min_area is not None and f.min_area > 1 else None}
     # "more like this": a region's near-duplicates (the same object found twice by SAM) are dropped
     # like near-duplicates among the hits, so they never come first with a score of ~1.0
     seeds = datadir.fetch_regions(sorted(excluded)) if excluded and dedupe_iou is not None else []
+    if dedupe_iou is None:
+        consensus = None
+    min_score = f.min_score
+    if dedupe_iou is not None and min_score is not None:
+        # min_score is for the hit's score, checked on the groups: a candidate below it may still
+        # reach it with the consensus bonus, or be a member that counts for a group above it, the
+        # better-fitting member that shows a group (at its own, maybe lower, score), or the mask
+        # that merges two groups
+        bonus, within, most = consensus or (0.0, 0.0, 0)
+        f = dataclasses.replace(f, min_score=min_score - bonus * most - max(within, best_fit or 0.0, merge or 0.0))
     while True:
         scores, ids = datadir.search_vectors(q, want, **pushdown)
         pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0 and int(i) not in excluded]
@@ -249,17 +365,18 @@ def _rank(datadir: Any, q: np.ndarray, k: int, f: SearchFilters, want: int, tota
         dedupe = _Dedupe(dedupe_iou, dedupe_contain)
         for seed in seeds:
             dedupe.keep(seed)
-        hits = _Hits(dedupe, best_fit if dedupe_iou is not None else None, f.per_image)
+        hits = _Hits(dedupe, best_fit if dedupe_iou is not None else None, f.per_image, consensus,
+                     merge if dedupe_iou is not None else None)
         scenes_out = _scenes_out(rows, pairs, f, whole_margin, scenes_for_objects)
         for rid, score in pairs:
             row = rows.get(rid)
             if row is None or rid in scenes_out or not _passes(row, score, f):
                 continue
             if hits.offer(row, score, k):
-                return hits.hits(k)
+                return hits.hits(k, min_score)
         exhausted = len(ids[0]) == 0 or int((ids[0] >= 0).sum()) < want or want >= total
         if exhausted:
-            return hits.hits(k)
+            return hits.hits(k, min_score)
         want = min(total, want * 4)
 
 
@@ -371,7 +488,9 @@ def search(source: Any, query: Query, k: int = 10, filters: SearchFilters | None
     return search_vector(source, q, k, filters, config.oversample, exclude=exclude,
                          whole_margin=config.whole_margin, max_k=None, dedupe_iou=config.dedupe_iou,
                          dedupe_contain=config.dedupe_contain, dedupe_best_fit=config.dedupe_best_fit,
-                         scenes_for_objects=config.scenes_for_objects)
+                         scenes_for_objects=config.scenes_for_objects,
+                         dedupe_consensus=(config.dedupe_consensus, config.dedupe_consensus_within,
+                                           config.dedupe_consensus_max), dedupe_merge=config.dedupe_merge)
 
 
 def _need(encoder: QueryEncoder | None) -> QueryEncoder:

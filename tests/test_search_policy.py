@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from regionsearch.datadir import DataDir, ImageResult, Manifest
+from regionsearch.errors import InvalidRequestError
 from regionsearch.search import SearchFilters, search_vector
 from regionsearch.types import Region
 
@@ -149,9 +150,121 @@ def test_a_collapsed_group_is_shown_by_its_best_fitting_member():
     q[0] = 1
     vectors = np.stack([_unit(np.array([c, np.sqrt(1 - c * c), 0, 0], np.float32)) for c in (1.0, 0.99, 0.90, 0.5)])
     source = RegionSet(regions, vectors, 40, 40)
-    hits = search_vector(source, q, k=5)
+    hits = search_vector(source, q, k=5, dedupe_consensus=(None, 0.0, 0))
     assert [h.region_id for h in hits] == [1, 3]
     assert hits[0].score == pytest.approx(0.99, abs=1e-5)  # the shown member's own score
+    # by default plus the consensus bonus: region 1 is a further member within 0.02 of the best (1.0)
+    hits = search_vector(source, q, k=5)
+    assert [h.region_id for h in hits] == [1, 3]
+    assert hits[0].score == pytest.approx(0.99 + 0.01, abs=1e-5)
     assert [h.region_id for h in search_vector(source, q, k=5, dedupe_best_fit=None)] == [0, 3]
     assert [h.region_id for h in search_vector(source, q, k=5, dedupe_best_fit=0.2)] == [2, 3]
     assert [h.region_id for h in search_vector(source, q, k=5, filters=SearchFilters(dedupe=False))] == [0, 1, 2, 3]
+
+
+def _consensus_source(specs):
+    """A RegionSet of square masks: ``specs`` = (y0, x0, size, cosine with the query[, SAM's
+    predicted IoU]) each."""
+    from regionsearch.masks import encode_rle, mask_to_bbox
+    from regionsearch.search import RegionSet
+
+    regions, vectors = [], []
+    for y0, x0, size, c, *piou in specs:
+        m = np.zeros((64, 64), bool)
+        m[y0:y0 + size, x0:x0 + size] = True
+        regions.append(Region(bbox=mask_to_bbox(m), area=int(m.sum()), rle=encode_rle(m),
+                              predicted_iou=piou[0] if piou else 0.9, stability_score=0.9))
+        vectors.append(_unit(np.array([c, np.sqrt(1 - c * c), 0, 0], np.float32)))
+    q = np.zeros(4, np.float32)
+    q[0] = 1
+    return RegionSet(regions, np.stack(vectors), 64, 64), q
+
+
+def test_an_object_found_several_times_outranks_a_lone_mask_scoring_a_little_higher():
+    """Issue #17: a group of near-duplicates ranks by its shown member's score plus
+    ``dedupe_consensus`` per further member within ``dedupe_consensus_within`` of its best (at most
+    ``dedupe_consensus_max``); without dedupe, or with the bonus off, scores are plain similarities."""
+    source, q = _consensus_source([
+        (0, 0, 10, 0.905),     # 0: a lone mask (the wrong shape a small CLIP likes)
+        (20, 20, 20, 0.900),   # 1: an object ...
+        (20, 20, 19, 0.895),   # 2: ... found again (IoU 0.90), within 0.02
+        (20, 21, 19, 0.885),   # 3: ... and again (IoU 0.90), within 0.02
+        (20, 20, 18, 0.870),   # 4: ... and again, 0.03 below its best: no evidence counted
+        (45, 45, 15, 0.500)])  # 5: another object
+    hits = search_vector(source, q, k=3)
+    assert [h.region_id for h in hits] == [1, 0, 5]
+    assert [round(h.score, 4) for h in hits] == [0.92, 0.905, 0.5]
+    # the k = 1 answer is the same object: a search may not stop before the group's members come
+    assert [h.region_id for h in search_vector(source, q, k=1)] == [1]
+    # 0.002 per further member (0.904): the lone mask stays first; at most 1 counted, 0.91: it does not
+    assert [h.region_id for h in search_vector(source, q, k=2, dedupe_consensus=(0.002, 0.02, 2))] == [0, 1]
+    assert [h.region_id for h in search_vector(source, q, k=2, dedupe_consensus=(0.01, 0.02, 1))] == [1, 0]
+    assert search_vector(source, q, k=2, dedupe_consensus=(0.01, 0.02, 1))[0].score == pytest.approx(0.91, abs=1e-5)
+    # a wider window counts region 4 too, up to the most counted
+    assert search_vector(source, q, k=1, dedupe_consensus=(0.01, 0.05, 5))[0].score == pytest.approx(0.93, abs=1e-5)
+    # min_score is for the hit's score: the object (similarity 0.90, 0.92 with the bonus) passes 0.91
+    kept = search_vector(source, q, k=3, filters=SearchFilters(min_score=0.91))
+    assert [(h.region_id, round(h.score, 4)) for h in kept] == [(1, 0.92)]
+    off = search_vector(source, q, k=3, dedupe_consensus=(None, 0.02, 2))
+    assert [(h.region_id, round(h.score, 4)) for h in off] == [(0, 0.905), (1, 0.9), (5, 0.5)]
+    plain = search_vector(source, q, k=6, filters=SearchFilters(dedupe=False))
+    assert [(h.region_id, round(h.score, 4)) for h in plain] == [(0, 0.905), (1, 0.9), (2, 0.895), (3, 0.885),
+                                                               (4, 0.87), (5, 0.5)]
+    with pytest.raises(InvalidRequestError):
+        search_vector(source, q, k=1, dedupe_consensus=(-0.01, 0.02, 2))
+
+
+@pytest.mark.parametrize("consensus", [(0.01, 0.02, 2), (None, 0.02, 2)], ids=["consensus", "no-consensus"])
+def test_the_top_k_are_the_same_whatever_k(consensus):
+    """The top k of a search are the first k of a search for more, and a min_score at the k-th
+    hit's score keeps exactly those k (the early stop is safe), on random overlapping masks with
+    random scores and fits. Before, a search stopped making groups at k: a mask scoring above a
+    group's better-fitting (shown, lower-scoring) member was left out, and came back with a larger k
+    (fresh-clone CI, tests/e2e/test_search_quality.py::test_filters)."""
+    rng = np.random.default_rng(7)
+    for trial in range(30):
+        specs = [(int(rng.integers(0, 40)), int(rng.integers(0, 40)), int(rng.integers(8, 24)),
+                  float(rng.uniform(0.8, 0.95)), float(rng.uniform(0.5, 1.0))) for _ in range(40)]
+        source, q = _consensus_source(specs)
+        full = [(h.region_id, round(h.score, 6)) for h in search_vector(source, q, k=40, dedupe_consensus=consensus)]
+        for k in (1, 2, 3, 5, 8):
+            got = [(h.region_id, round(h.score, 6))
+                   for h in search_vector(source, q, k=k, oversample=1, dedupe_consensus=consensus)]
+            assert got == full[:k], (trial, k)
+            at_least = search_vector(source, q, k=40, dedupe_consensus=consensus,
+                                     filters=SearchFilters(min_score=got[-1][1] - 1e-6))
+            assert [h.region_id for h in at_least] == [r for r, _ in got], (trial, k)
+
+
+def test_two_halves_of_an_object_become_one_hit_when_the_whole_object_holds_both():
+    """Issue #17 (held-out seeds 90214 and 90217): SAM returned an object's two halves (IoU 0.25,
+    neither 0.7 inside the other) and the whole object; each half scored above the whole, so the
+    top 10 showed the object twice. The whole, within ``dedupe_merge`` of both halves' scores,
+    makes their groups one."""
+    from regionsearch.masks import encode_rle, mask_to_bbox
+    from regionsearch.search import RegionSet
+
+    def region(y0, y1, x0, x1, piou):
+        m = np.zeros((64, 64), bool)
+        m[y0:y1, x0:x1] = True
+        return Region(bbox=mask_to_bbox(m), area=int(m.sum()), rle=encode_rle(m), predicted_iou=piou,
+                      stability_score=0.9)
+
+    regions = [region(10, 40, 10, 28, 0.80),   # left half (and a little more), 0.914
+               region(10, 40, 22, 40, 0.78),   # right half, 0.913: IoU with the left 0.2
+               region(10, 40, 10, 40, 0.96),   # the whole object, 0.885: holds both
+               region(50, 60, 50, 60, 0.90)]   # another object, 0.5
+    q = np.zeros(4, np.float32)
+    q[0] = 1
+    vectors = np.stack([_unit(np.array([c, np.sqrt(1 - c * c), 0, 0], np.float32)) for c in (0.914, 0.913, 0.885, 0.5)])
+    source = RegionSet(regions, vectors, 64, 64)
+    hits = search_vector(source, q, k=5)
+    assert [h.region_id for h in hits] == [0, 3]
+    # one further find within 0.02 of the best (the right half); the whole is 0.029 below
+    assert hits[0].score == pytest.approx(0.914 + 0.01, abs=1e-5)
+    assert [h.region_id for h in search_vector(source, q, k=5, dedupe_merge=None)] == [0, 1, 3]
+    # the whole object scoring too far below the halves (0.05) is no evidence that they are one
+    assert [h.region_id for h in search_vector(source, q, k=5, dedupe_merge=0.02)] == [0, 1, 3]
+    assert [h.region_id for h in search_vector(source, q, k=1)] == [0]
+    with pytest.raises(InvalidRequestError):
+        search_vector(source, q, k=1, dedupe_merge=-1.0)
