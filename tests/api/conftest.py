@@ -45,6 +45,25 @@ def indexed_dir(tmp_path_factory: pytest.TempPathFactory, scenes) -> Path:
     return data
 
 
+def index_media(root: Path, scene_image: np.ndarray, specs: list) -> Path:
+    """A data dir under ``root`` of one shapes scene and one mp4 a clip spec (``clip{i}.mp4``),
+    indexed with the tiny models; asserts that everything was indexed."""
+    from regionsearch.config import load_config
+    from regionsearch.engine import Engine
+    from regionsearch.testing.clips import write_mp4
+
+    media = root / "media"
+    media.mkdir()
+    (media / "scene.png").write_bytes(png_bytes(scene_image))
+    for i, spec in enumerate(specs):
+        write_mp4(spec, media / f"clip{i}.mp4")
+    data = root / "data"
+    with Engine(load_config("tiny"), data) as eng:
+        report = eng.index([str(media)], progress=False)
+    assert (report.indexed, report.videos, report.failed) == (1 + len(specs), len(specs), 0), report.as_dict()
+    return data
+
+
 def make_settings(data_dir: Path, **kw):
     from api.settings import Settings
 

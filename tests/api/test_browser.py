@@ -117,16 +117,17 @@ def browser():
 
 
 @contextmanager
-def opened(browser, server, path: str = "/") -> Iterator[tuple]:
-    """(page, problems): ``path`` of the page in a fresh browser context, results loaded; the
-    caller asserts ``problems`` is empty at the end."""
+def opened(browser, server, path: str = "/", wait_results: bool = True) -> Iterator[tuple]:
+    """(page, problems): ``path`` of the page in a fresh browser context, ready (and with
+    ``wait_results`` its results loaded); the caller asserts ``problems`` is empty at the end."""
     context = browser.new_context(viewport=VIEWPORT)
     try:
         page = context.new_page()
         problems = watch(page)
         page.goto(server.url + path)
         page.wait_for_selector("#ready.ok", timeout=T)
-        settle(page)
+        if wait_results:
+            settle(page)
         yield page, problems
     finally:
         context.close()

@@ -12,15 +12,13 @@ not square) indexed with the tiny models (~45 s of CPU).
 from __future__ import annotations
 
 import shutil
-from contextlib import contextmanager
-from typing import Iterator
 
 import httpx
 import numpy as np
 import pytest
 
-from .conftest import LiveServer, make_settings, png_bytes
-from .test_browser import ARGS, CHROMIUM, PAINTED, SHOTS, T, VIEWPORT, _browser_or_skip, settle, url_params, watch
+from .conftest import LiveServer, index_media, make_settings
+from .test_browser import PAINTED, SHOTS, T, browser, opened, settle, url_params  # noqa: F401 (browser: a fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -36,22 +34,11 @@ COLOURED = """([id, rgb]) => { const c = document.getElementById(id);
 @pytest.fixture(scope="module")
 def video_server(tmp_path_factory, scenes):
     from api.app import create_app
-    from regionsearch.config import load_config
-    from regionsearch.engine import Engine
-    from regionsearch.testing.clips import clip_spec, write_mp4
+    from regionsearch.testing.clips import clip_spec
 
-    root = tmp_path_factory.mktemp("player")
-    media = root / "media"
-    media.mkdir()
-    (media / "scene.png").write_bytes(png_bytes(scenes[1].image))
     specs = [clip_spec(90_031, "slow", n_frames=18, fps=6.0), clip_spec(90_032, "slow", n_frames=12, fps=6.0,
                                                                        size=(320, 240))]
-    for i, spec in enumerate(specs):
-        write_mp4(spec, media / f"clip{i}.mp4")
-    data = root / "data"
-    with Engine(load_config("tiny"), data) as eng:
-        report = eng.index([str(media)], progress=False)
-    assert (report.indexed, report.videos, report.failed) == (3, 2, 0), report.as_dict()
+    data = index_media(tmp_path_factory.mktemp("player"), scenes[1].image, specs)
     with LiveServer(create_app(make_settings(data))) as srv:
         srv.api = httpx.Client(base_url=srv.url, timeout=120)
         srv.specs = specs
@@ -59,27 +46,9 @@ def video_server(tmp_path_factory, scenes):
         srv.api.close()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    sync_playwright = _browser_or_skip()
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
-
-
-@contextmanager
-def page_at(browser, server, path: str) -> Iterator[tuple]:
-    context = browser.new_context(viewport=VIEWPORT)
-    try:
-        page = context.new_page()
-        problems = watch(page)
-        page.goto(server.url + path)
-        page.wait_for_selector("#ready.ok", timeout=T)
-        yield page, problems
-    finally:
-        context.close()
+def page_at(browser, server, path: str):
+    """(page, problems): ``path`` of the page, ready (a player view has no result list to wait for)."""
+    return opened(browser, server, path, wait_results=False)
 
 
 def best_track(server, spec_index: int = 0) -> dict:

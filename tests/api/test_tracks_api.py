@@ -8,7 +8,7 @@ import io
 import numpy as np
 import pytest
 
-from .conftest import make_settings, png_bytes
+from .conftest import index_media, make_settings
 
 pytestmark = pytest.mark.slow  # indexes a clip with the tiny models (~35 s of CPU)
 
@@ -18,20 +18,11 @@ def video_client(tmp_path_factory, scenes):
     from fastapi.testclient import TestClient
 
     from api.app import create_app
-    from regionsearch.config import load_config
-    from regionsearch.engine import Engine
-    from regionsearch.testing.clips import make_clip, write_mp4
+    from regionsearch.testing.clips import make_clip
 
-    root = tmp_path_factory.mktemp("api_video")
-    media = root / "media"
-    media.mkdir()
-    (media / "scene.png").write_bytes(png_bytes(scenes[0].image))
     clip = make_clip(90_021, "slow", n_frames=4)
-    write_mp4(clip.spec, media / "clip.mp4")
-    with Engine(load_config("tiny"), root / "data") as eng:
-        report = eng.index([str(media)], progress=False)
-    assert (report.indexed, report.videos, report.failed) == (2, 1, 0), report.as_dict()
-    with TestClient(create_app(make_settings(root / "data")), raise_server_exceptions=False) as c:
+    data = index_media(tmp_path_factory.mktemp("api_video"), scenes[0].image, [clip.spec])
+    with TestClient(create_app(make_settings(data)), raise_server_exceptions=False) as c:
         yield c, clip
 
 
@@ -42,7 +33,7 @@ def test_search_media_and_track_hit_schema(video_client):
     assert r.status_code == 200, r.text
     hits = r.json()["hits"]
     top = hits[0]
-    assert top["kind"] == "track" and top["video"]["path"].endswith("clip.mp4")
+    assert top["kind"] == "track" and top["video"]["path"].endswith("clip0.mp4")
     assert set(top) == {"kind", "region_id", "score", "video", "t_start", "t_end", "frame_start", "frame_end",
                         "best_frame"}
     assert all(h["kind"] == "region" and h["region_kind"] in ("mask", "whole") for h in hits if h["kind"] != "track")

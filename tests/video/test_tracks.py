@@ -116,20 +116,16 @@ def test_a_lost_object_is_resumed_at_the_next_keyframe_or_becomes_a_new_track_wi
                                                                  else [[0, 1]])
 
 
-def _crossing_clip(n_frames=13, width=240, height=200):
-    """A fast red square (20 px, 16 px/frame) enters from the left border, passes behind a
-    static blue square (60 px, drawn on top) at frames 2-6 and comes out on the other side. Its
-    first two masks (entering: the visible part grows) make its measured motion 9 px/frame, so
-    where it reappears is ~2.5 sizes from where that motion predicts: a crossing of a fast
-    object the tracker loses and must resume, not restart."""
+def _red_behind_blue(n_frames, width, height, red_box, blue_box, blue_caption):
+    """A clip of a red and a blue box (``*_box(t)`` = row slice, column slice at frame ``t``) on
+    grey, the blue one drawn on top; the oracle masks are what shows of each."""
     from types import SimpleNamespace
 
     frames, masks = [], []
     for t in range(n_frames):
         red, blue = np.zeros((height, width), bool), np.zeros((height, width), bool)
-        x = -14 + 16 * t
-        red[40:60, max(x, 0):max(x + 20, 0)] = True
-        blue[20:80, 20:80] = True
+        red[red_box(t)] = True
+        blue[blue_box(t)] = True
         red &= ~blue
         img = np.full((height, width, 3), 120, np.uint8)
         img[red], img[blue] = (215, 35, 35), (35, 75, 215)
@@ -137,7 +133,20 @@ def _crossing_clip(n_frames=13, width=240, height=200):
         masks.append([red, blue])
     masks = np.array(masks)
     return SimpleNamespace(frames=np.stack(frames), masks=masks, present=masks.sum((2, 3)) >= 64,
-                           spec=SimpleNamespace(fps=2.0), captions=["red square", "blue square"])
+                           spec=SimpleNamespace(fps=2.0), captions=["red square", blue_caption])
+
+
+def _crossing_clip(n_frames=13, width=240, height=200):
+    """A fast red square (20 px, 16 px/frame) enters from the left border, passes behind a
+    static blue square (60 px, drawn on top) at frames 2-6 and comes out on the other side. Its
+    first two masks (entering: the visible part grows) make its measured motion 9 px/frame, so
+    where it reappears is ~2.5 sizes from where that motion predicts: a crossing of a fast
+    object the tracker loses and must resume, not restart."""
+    def red(t):
+        x = -14 + 16 * t
+        return slice(40, 60), slice(max(x, 0), max(x + 20, 0))
+
+    return _red_behind_blue(n_frames, width, height, red, lambda t: (slice(20, 80), slice(20, 80)), "blue square")
 
 
 @pytest.mark.parametrize("reid_motion, red_tracks, switches", [(1.0, 1, 0), (0.0, 2, 1)])
@@ -180,22 +189,12 @@ def _head_on_clip(n_frames=9, width=240, height=200):
     12 px/frame to the left, drawn on top) head on: on frame 3 only a 10 px sliver of the red
     square's back shows (its centroid moved 2 px, not 12), on frames 4-6 it is hidden, on frame
     7 it comes out behind the blue one, whole again on frame 8."""
-    from types import SimpleNamespace
-
-    frames, masks = [], []
-    for t in range(n_frames):
-        red, blue = np.zeros((height, width), bool), np.zeros((height, width), bool)
-        red[40:70, 10 + 12 * t:40 + 12 * t] = True
+    def blue(t):
         left = 92 - 12 * t
-        blue[25:85, max(left, 0):max(left + 100, 0)] = True
-        red &= ~blue
-        img = np.full((height, width, 3), 120, np.uint8)
-        img[red], img[blue] = (215, 35, 35), (35, 75, 215)
-        frames.append(img)
-        masks.append([red, blue])
-    masks = np.array(masks)
-    return SimpleNamespace(frames=np.stack(frames), masks=masks, present=masks.sum((2, 3)) >= 64,
-                           spec=SimpleNamespace(fps=2.0), captions=["red square", "blue rectangle"])
+        return slice(25, 85), slice(max(left, 0), max(left + 100, 0))
+
+    return _red_behind_blue(n_frames, width, height, lambda t: (slice(40, 70), slice(10 + 12 * t, 40 + 12 * t)),
+                            blue, "blue rectangle")
 
 
 @pytest.mark.parametrize("steady_area, red_tracks", [(None, 1), (float("inf"), 2)])
