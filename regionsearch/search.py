@@ -148,7 +148,8 @@ def search_vector(datadir: Any, query: np.ndarray, k: int = 10, filters: SearchF
     Merge: SAM may return two halves of an object as masks that hardly overlap (IoU 0.25), each
     matching it well, and later the whole object, which holds both. A mask that duplicates two
     groups and scores within ``dedupe_merge`` of both groups' best makes them one group, the better
-    one (None: never; held-out seeds 90214 and 90217 each had one such repeat in a top 10).
+    one, shown by that mask when it fits better (with ``dedupe_best_fit``), at its own score (None:
+    never; held-out seeds 90214 and 90217 each had one such repeat in a top 10).
     """
     check_k(k, max_k)
     f = filters or SearchFilters()
@@ -243,7 +244,8 @@ class _Hits:
     With ``consensus`` = (bonus, within, most) a group scores ``bonus`` more for each further
     member (at most ``most``) scoring within ``within`` of its best. With ``merge``, a mask that
     duplicates two groups (the whole object, after two of its parts each made a group) and scores
-    within ``merge`` of both groups' best makes them one group (the better one stays)."""
+    within ``merge`` of both groups' best makes them one group (the better one stays), shown by
+    that mask when it fits better than the shown one, at its own score (the whole object, not a half)."""
 
     def __init__(self, dedupe: _Dedupe, best_fit: float | None, per_image: int | None,
                  consensus: tuple[float, float, int] | None = None, merge: float | None = None):
@@ -255,8 +257,8 @@ class _Hits:
         self.alive: list[bool] = []         # False once merged into a better group
         self.count: dict[int, int] = {}
         # a candidate this far below the k-th group's best can change no top-k group (see offer)
-        self.reach = ((best_fit or 0.0) + max(best_fit or 0.0, self.within if self.bonus else 0.0, merge or 0.0)
-                      + self.bonus * self.most)
+        drop = max(best_fit, merge or 0.0) if best_fit is not None else 0.0
+        self.reach = drop + max(best_fit or 0.0, self.within if self.bonus else 0.0, merge or 0.0) + self.bonus * self.most
 
     def _rank(self, g: int) -> float:
         return self.shown[g][1] + self.bonus * min(self.most, self.agree[g])
@@ -270,11 +272,12 @@ class _Hits:
                 return self.top[g]
         return None
 
-    def _merge(self, groups: list[int], score: float, image_id: int) -> int:
-        """Merge the live ``groups`` whose best is within ``merge`` above ``score`` into the best of them."""
+    def _merge(self, groups: list[int], score: float, image_id: int) -> tuple[int, bool]:
+        """Merge the live ``groups`` whose best is within ``merge`` above ``score`` into the best of
+        them: (the group the candidate belongs to, whether it made that group of two)."""
         near = sorted(g for g in set(groups) if self.alive[g] and self.top[g] - score <= self.merge)
         if len(near) < 2:
-            return groups[0]
+            return groups[0], False
         keep = near[0]
         for g in near[1:]:
             self.alive[g] = False
@@ -288,13 +291,13 @@ class _Hits:
             if (self.best_fit is not None and own >= self.top[keep] - self.best_fit and row.kind == "mask"
                     and shown.kind == "mask" and _fit(row) > _fit(shown)):
                 self.shown[keep] = (row, own)
-        return keep if groups[0] in near else groups[0]
+        return (keep, True) if groups[0] in near else (groups[0], False)
 
     def offer(self, row: Any, score: float, k: int) -> bool:
         """Take one candidate (candidates come best first); True once ``k`` hits are final.
 
         Final: every top-k group's rank is at least the k-th best score minus ``best_fit`` (its shown
-        member's score); a later candidate (score s) ranks a new group at most s + bonus x most, and
+        member's score), or minus ``merge`` (a merging mask shown); a later candidate (score s) ranks a new group at most s + bonus x most, and
         touches a group (a better fit, an agreeing member, a merge) only when that group's best is at
         most s + max(best_fit, within, merge), its rank at most that + bonus x most. A new group is
         kept (and counted per image) even when it cannot reach the top k: a later mask that
@@ -308,13 +311,13 @@ class _Hits:
         if found:
             group = found[0]
             if group is not None and row.kind == "mask":
-                others = [g for g in found if g is not None]
+                others, bridge = [g for g in found if g is not None], False
                 if self.merge is not None and len(others) > 1:
-                    group = self._merge(others, score, row.image_id)
+                    group, bridge = self._merge(others, score, row.image_id)
                 if self.bonus and score >= self.top[group] - self.within:
                     self.agree[group] += 1
                 shown = self.shown[group][0]
-                if (self.best_fit is not None and score >= self.top[group] - self.best_fit
+                if (self.best_fit is not None and (bridge or score >= self.top[group] - self.best_fit)
                         and shown.kind == "mask" and _fit(row) > _fit(shown)):
                     self.shown[group] = (row, score)
                     self.dedupe.add(row, group)

@@ -240,7 +240,7 @@ def test_two_halves_of_an_object_become_one_hit_when_the_whole_object_holds_both
     """Issue #17 (held-out seeds 90214 and 90217): SAM returned an object's two halves (IoU 0.25,
     neither 0.7 inside the other) and the whole object; each half scored above the whole, so the
     top 10 showed the object twice. The whole, within ``dedupe_merge`` of both halves' scores,
-    makes their groups one."""
+    makes their groups one, shown by it (it fits best): the object's box, not a half's."""
     from regionsearch.masks import encode_rle, mask_to_bbox
     from regionsearch.search import RegionSet
 
@@ -259,12 +259,15 @@ def test_two_halves_of_an_object_become_one_hit_when_the_whole_object_holds_both
     vectors = np.stack([_unit(np.array([c, np.sqrt(1 - c * c), 0, 0], np.float32)) for c in (0.914, 0.913, 0.885, 0.5)])
     source = RegionSet(regions, vectors, 64, 64)
     hits = search_vector(source, q, k=5)
-    assert [h.region_id for h in hits] == [0, 3]
-    # one further find within 0.02 of the best (the right half); the whole is 0.029 below
-    assert hits[0].score == pytest.approx(0.914 + 0.01, abs=1e-5)
+    # shown by the whole object (it fits best), at its own score plus one further find within 0.02
+    # of the group's best (the right half)
+    assert [h.region_id for h in hits] == [2, 3]
+    assert hits[0].score == pytest.approx(0.885 + 0.01, abs=1e-5)
     assert [h.region_id for h in search_vector(source, q, k=5, dedupe_merge=None)] == [0, 1, 3]
     # the whole object scoring too far below the halves (0.05) is no evidence that they are one
     assert [h.region_id for h in search_vector(source, q, k=5, dedupe_merge=0.02)] == [0, 1, 3]
-    assert [h.region_id for h in search_vector(source, q, k=1)] == [0]
+    assert [h.region_id for h in search_vector(source, q, k=1)] == [2]
+    # without best_fit a group is shown by its best-scoring member, merged or not
+    assert [h.region_id for h in search_vector(source, q, k=5, dedupe_best_fit=None)] == [0, 3]
     with pytest.raises(InvalidRequestError):
         search_vector(source, q, k=1, dedupe_merge=-1.0)
