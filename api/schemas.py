@@ -21,7 +21,8 @@ K_DOC = f"number of hits: 1 to the service's max_k (by default {MAX_K}, the same
 
 PATH_PREFIX_DOC = "only images whose stored path starts with this string (case-sensitive)"
 MIN_AREA_DOC = "minimum region area: fraction of the image (<= 1) or pixels (> 1)"
-MIN_SCORE_DOC = "minimum similarity score"
+MIN_SCORE_DOC = ("minimum hit score: the similarity, plus its near-duplicate group's consensus bonus "
+                 "when results are deduplicated (search.dedupe_consensus)")
 
 
 def _integral(v: Any) -> Any:
@@ -108,7 +109,10 @@ class HitRelation(BaseModel):
 
 Hit = create_model("Hit", __doc__="An image region hit, the schema shared with the CLI (``SearchHit.to_json``); "
                    "``relation`` only in hits of relational queries.",
-                   **_region_fields(score="cosine similarity of the region's and the query's CLIP embeddings", hit=True),
+                   **_region_fields(score="cosine similarity of the region's and the query's CLIP embeddings, plus "
+                                           "its near-duplicate group's consensus bonus when results are "
+                                           "deduplicated (search.dedupe_consensus: 0.01 a further find)",
+                                     hit=True),
                    relation=(Optional[HitRelation], None))
 RegionOut = create_model("RegionOut", __doc__="One region (``RegionRecord.to_json``).", **_region_fields(image_size=True))
 CandidateOut = create_model("CandidateOut", __doc__="A region of one image ranked by ``/v1/segment/text``.",

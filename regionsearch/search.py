@@ -258,7 +258,8 @@ class _Hits:
         self.count: dict[int, int] = {}
         # a candidate this far below the k-th group's best can change no top-k group (see offer)
         drop = max(best_fit, merge or 0.0) if best_fit is not None else 0.0
-        self.reach = drop + max(best_fit or 0.0, self.within if self.bonus else 0.0, merge or 0.0) + self.bonus * self.most
+        self.reach = (drop + max(best_fit or 0.0, self.within if self.bonus else 0.0, merge or 0.0)
+                      + self.bonus * self.most)
 
     def _rank(self, g: int) -> float:
         return self.shown[g][1] + self.bonus * min(self.most, self.agree[g])
@@ -297,12 +298,12 @@ class _Hits:
         """Take one candidate (candidates come best first); True once ``k`` hits are final.
 
         Final: every top-k group's rank is at least the k-th best score minus ``best_fit`` (its shown
-        member's score), or minus ``merge`` (a merging mask shown); a later candidate (score s) ranks a new group at most s + bonus x most, and
-        touches a group (a better fit, an agreeing member, a merge) only when that group's best is at
-        most s + max(best_fit, within, merge), its rank at most that + bonus x most. A new group is
-        kept (and counted per image) even when it cannot reach the top k: a later mask that
-        duplicates it belongs to it, as it would in a search for more hits, so the top k are the
-        same whatever k."""
+        member's score), or minus ``merge`` (a merging mask shown); a later candidate (score s) ranks
+        a new group at most s + bonus x most, and touches a group (a better fit, an agreeing member,
+        a merge) only when that group's best is at most s + max(best_fit, within, merge), its rank
+        at most that + bonus x most. A new group is kept (and counted per image) even when it
+        cannot reach the top k: a later mask that duplicates it belongs to it, as it would in a
+        search for more hits, so the top k are the same whatever k."""
         kth = self._kth(k)
         if kth is not None and ((self.best_fit is None and not self.bonus and self.merge is None)
                                 or score < kth - self.reach):
