@@ -138,40 +138,38 @@ def search_vector(datadir: Any, query: np.ndarray, k: int = 10, filters: SearchF
     of its best (None: the best-scoring one), at that member's own score; a part of an object, or
     the object with a piece of its neighbour, often scores a little above the object itself.
 
-    Consensus: ``dedupe_consensus`` = (bonus, within, most): a group's score is its shown member's
-    plus ``bonus`` for each further member (at most ``most``) scoring within ``within`` of the
-    group's best (bonus None: no consensus). SAM finding one object several times, each find
-    matching the text, is evidence; a small CLIP's usual mistake is one lone mask of a wrong shape
-    scoring as high. Without it, collapse handed the top-5 slots it freed to such masks
-    (benchmarks/dedupe_seeds.py). With ``filters.dedupe`` False every score is the plain similarity.
-
-    Merge: SAM may return two halves of an object as masks that hardly overlap (IoU 0.25), each
-    matching it well, and later the whole object, which holds both. A mask that duplicates two
-    groups and scores within ``dedupe_merge`` of both groups' best makes them one group, the better
-    one, shown by that mask when it fits better (with ``dedupe_best_fit``), at its own score (None:
-    never; held-out seeds 90214 and 90217 each had one such repeat in a top 10).
+    ``dedupe_consensus`` = (bonus, within, most) adds ``bonus`` to a group's score for each further
+    member within ``within`` of its best (at most ``most``; bonus None: off), and a mask that
+    duplicates two groups within ``dedupe_merge`` of their best merges them (None: never): see
+    :class:`_Hits`. With ``filters.dedupe`` False every score is the plain similarity.
     """
     check_k(k, max_k)
     f = filters or SearchFilters()
     f.validate()
-    if dedupe_iou is not None and not 0.0 < dedupe_iou <= 1.0:
-        raise InvalidRequestError(f"dedupe_iou must be in (0, 1], got {dedupe_iou}")
+    _check_dedupe(dedupe_iou, dedupe_contain, dedupe_best_fit, dedupe_consensus, dedupe_merge)
     q = np.asarray(query, dtype=np.float32).reshape(1, -1)
     total = max(1, len(datadir.index))
     want = min(total, max(k * max(1, oversample), k) + len(exclude))
     excluded = set(int(i) for i in exclude)
-    if dedupe_contain is not None and not 0.0 < dedupe_contain <= 1.0:
-        raise InvalidRequestError(f"dedupe_contain must be in (0, 1], got {dedupe_contain}")
-    if dedupe_best_fit is not None and not dedupe_best_fit >= 0.0:
-        raise InvalidRequestError(f"dedupe_best_fit must be >= 0, got {dedupe_best_fit}")
-    bonus, within, most = dedupe_consensus
-    if bonus is not None and not (bonus >= 0.0 and within >= 0.0 and int(most) >= 0):
-        raise InvalidRequestError(f"dedupe_consensus needs bonus, within >= 0 and most >= 0, got {dedupe_consensus}")
-    if dedupe_merge is not None and not dedupe_merge >= 0.0:
-        raise InvalidRequestError(f"dedupe_merge must be >= 0, got {dedupe_merge}")
     return _rank(datadir, q, k, f, want, total, excluded, whole_margin, dedupe_iou if f.dedupe else None,
                  dedupe_contain, dedupe_best_fit, scenes_for_objects=scenes_for_objects,
-                 consensus=dedupe_consensus if bonus else None, merge=dedupe_merge)
+                 consensus=dedupe_consensus if dedupe_consensus[0] else None, merge=dedupe_merge)
+
+
+def _check_dedupe(iou: float | None, contain: float | None, best_fit: float | None,
+                  consensus: tuple[float | None, float, int], merge: float | None) -> None:
+    """:class:`InvalidRequestError` for a near-duplicate setting out of its range."""
+    if iou is not None and not 0.0 < iou <= 1.0:
+        raise InvalidRequestError(f"dedupe_iou must be in (0, 1], got {iou}")
+    if contain is not None and not 0.0 < contain <= 1.0:
+        raise InvalidRequestError(f"dedupe_contain must be in (0, 1], got {contain}")
+    if best_fit is not None and not best_fit >= 0.0:
+        raise InvalidRequestError(f"dedupe_best_fit must be >= 0, got {best_fit}")
+    bonus, within, most = consensus
+    if bonus is not None and not (bonus >= 0.0 and within >= 0.0 and int(most) >= 0):
+        raise InvalidRequestError(f"dedupe_consensus needs bonus, within >= 0 and most >= 0, got {consensus}")
+    if merge is not None and not merge >= 0.0:
+        raise InvalidRequestError(f"dedupe_merge must be >= 0, got {merge}")
 
 
 class _Dedupe:
@@ -241,11 +239,19 @@ class _Hits:
     scoring one, or with ``best_fit`` the best fitting (:func:`_fit`) of the members that score
     within ``best_fit`` of it (SAM also returns an object's part, or the object with a piece of
     its neighbour, as a separate mask; CLIP may score the part a little higher than the object).
-    With ``consensus`` = (bonus, within, most) a group scores ``bonus`` more for each further
-    member (at most ``most``) scoring within ``within`` of its best. With ``merge``, a mask that
-    duplicates two groups (the whole object, after two of its parts each made a group) and scores
-    within ``merge`` of both groups' best makes them one group (the better one stays), shown by
-    that mask when it fits better than the shown one, at its own score (the whole object, not a half)."""
+
+    Consensus: with ``consensus`` = (bonus, within, most) a group scores ``bonus`` more for each
+    further member (at most ``most``) scoring within ``within`` of its best. SAM finding one
+    object several times, each find matching the text, is evidence; a small CLIP's usual mistake
+    is one lone mask of a wrong shape scoring as high. Without it, collapse handed the top-5 slots
+    it freed to such masks (benchmarks/dedupe_seeds.py).
+
+    Merge: SAM may return two halves of an object as masks that hardly overlap (IoU 0.25), each
+    matching the text well, and later the whole object, which holds both (held-out seeds 90214 and
+    90217 each had one such repeat in a top 10). With ``merge``, a mask that duplicates two groups
+    and scores within ``merge`` of both groups' best makes them one group (the better one stays),
+    shown by that mask when it fits better than the shown one, at its own score (the whole
+    object, not a half)."""
 
     def __init__(self, dedupe: _Dedupe, best_fit: float | None, per_image: int | None,
                  consensus: tuple[float, float, int] | None = None, merge: float | None = None):

@@ -105,7 +105,9 @@ def relational_search(datadir: Any, embed_text: Callable[[str], np.ndarray], que
     top = min(SUBJECT_MAX, max(1, len(datadir.index)))
     depth = min(top, max(k * max(1, oversample) * SUBJECT_DEPTH, SUBJECT_MIN))
     while True:
-        cands = rank(datadir, qs, depth, subject_filters, oversample, whole_margin=None, max_k=None)
+        # the subject's plain similarity (no consensus bonus): the hit's score is the mean of two similarities
+        cands = rank(datadir, qs, depth, subject_filters, oversample, whole_margin=None, max_k=None,
+                     dedupe_consensus=(None, 0.0, 0))
         pairs = [(datadir_row, h.score) for h, datadir_row in _rows(datadir, cands)]
         scored = _relation_hits(datadir, query, pairs, qo)
         scored.sort(key=lambda t: (-t[0], t[1].region_id))
