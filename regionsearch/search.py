@@ -234,6 +234,14 @@ def _fit(row: Any) -> float:
     return float(row.predicted_iou or 0.0) * float(row.stability_score or 0.0)
 
 
+def _window(best_fit: float | None, consensus: tuple[float, float, int] | None, merge: float | None) -> float:
+    """How far below a group's best score a later candidate can still change the group's score or
+    the mask it is shown by (a better fit, an agreeing member, a merge), plus the most that
+    consensus can add to a score."""
+    bonus, within, most = consensus or (0.0, 0.0, 0)
+    return max(best_fit or 0.0, within, merge or 0.0) + bonus * most
+
+
 class _Hits:
     """Hits in score order, each a group of near-duplicate masks shown by one member: the best
     scoring one, or with ``best_fit`` the best fitting (:func:`_fit`) of the members that score
@@ -260,34 +268,28 @@ class _Hits:
         self.top: list[float] = []          # each group's best score
         self.shown: list[tuple[Any, float]] = []
         self.agree: list[int] = []          # each group's further members within ``within`` of its best
-        self.alive: list[bool] = []         # False once merged into a better group
+        self.live: list[int] = []           # the groups not merged into a better one, best first
         self.count: dict[int, int] = {}
         # a candidate this far below the k-th group's best can change no top-k group (see offer)
         drop = max(best_fit, merge or 0.0) if best_fit is not None else 0.0
-        self.reach = (drop + max(best_fit or 0.0, self.within if self.bonus else 0.0, merge or 0.0)
-                      + self.bonus * self.most)
+        self.reach = drop + _window(best_fit, consensus, merge)
 
     def _rank(self, g: int) -> float:
         return self.shown[g][1] + self.bonus * min(self.most, self.agree[g])
 
     def _kth(self, k: int) -> float | None:
-        """The k-th live group's best score (groups come in best-score order); None when fewer."""
-        n = 0
-        for g, live in enumerate(self.alive):
-            n += live
-            if n == k:
-                return self.top[g]
-        return None
+        """The k-th live group's best score; None when fewer."""
+        return self.top[self.live[k - 1]] if len(self.live) >= k else None
 
     def _merge(self, groups: list[int], score: float, image_id: int) -> tuple[int, bool]:
         """Merge the live ``groups`` whose best is within ``merge`` above ``score`` into the best of
         them: (the group the candidate belongs to, whether it made that group of two)."""
-        near = sorted(g for g in set(groups) if self.alive[g] and self.top[g] - score <= self.merge)
+        near = sorted(g for g in set(groups) if g in self.live and self.top[g] - score <= self.merge)
         if len(near) < 2:
             return groups[0], False
         keep = near[0]
         for g in near[1:]:
-            self.alive[g] = False
+            self.live.remove(g)
             self.dedupe.relabel(image_id, g, keep)
             if self.per_image is not None:
                 self.count[image_id] -= 1
@@ -337,13 +339,13 @@ class _Hits:
         self.top.append(score)
         self.shown.append((row, score))
         self.agree.append(0)
-        self.alive.append(True)
+        self.live.append(len(self.top) - 1)
         return False
 
     def hits(self, k: int, min_score: float | None = None) -> list[SearchHit]:
         """The top ``k`` live groups' shown members at their groups' scores, those >= ``min_score``
         (the candidates were checked against a lower bound, see :func:`_rank`)."""
-        order = sorted((g for g in range(len(self.shown)) if self.alive[g]), key=lambda g: -self._rank(g))
+        order = sorted(self.live, key=lambda g: -self._rank(g))
         order = [g for g in order if min_score is None or self._rank(g) >= min_score][:k]
         return [self.shown[g][0].to_hit(self._rank(g)) for g in order]
 
@@ -359,15 +361,14 @@ def _rank(datadir: Any, q: np.ndarray, k: int, f: SearchFilters, want: int, tota
     # like near-duplicates among the hits, so they never come first with a score of ~1.0
     seeds = datadir.fetch_regions(sorted(excluded)) if excluded and dedupe_iou is not None else []
     if dedupe_iou is None:
-        consensus = None
+        best_fit = consensus = merge = None
     min_score = f.min_score
-    if dedupe_iou is not None and min_score is not None:
+    if min_score is not None:
         # min_score is for the hit's score, checked on the groups: a candidate below it may still
         # reach it with the consensus bonus, or be a member that counts for a group above it, the
         # better-fitting member that shows a group (at its own, maybe lower, score), or the mask
         # that merges two groups
-        bonus, within, most = consensus or (0.0, 0.0, 0)
-        f = dataclasses.replace(f, min_score=min_score - bonus * most - max(within, best_fit or 0.0, merge or 0.0))
+        f = dataclasses.replace(f, min_score=min_score - _window(best_fit, consensus, merge))
     while True:
         scores, ids = datadir.search_vectors(q, want, **pushdown)
         pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0 and int(i) not in excluded]
@@ -375,8 +376,7 @@ def _rank(datadir: Any, q: np.ndarray, k: int, f: SearchFilters, want: int, tota
         dedupe = _Dedupe(dedupe_iou, dedupe_contain)
         for seed in seeds:
             dedupe.keep(seed)
-        hits = _Hits(dedupe, best_fit if dedupe_iou is not None else None, f.per_image, consensus,
-                     merge if dedupe_iou is not None else None)
+        hits = _Hits(dedupe, best_fit, f.per_image, consensus, merge)
         scenes_out = _scenes_out(rows, pairs, f, whole_margin, scenes_for_objects)
         for rid, score in pairs:
             row = rows.get(rid)
