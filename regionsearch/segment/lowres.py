@@ -8,15 +8,23 @@ That upsampling was ~40% of the project's per-prompt CPU time once the decoder w
 Each upsampled value is a convex combination of the four low-resolution values around it (the
 "cell"), so a cell whose four corners all lie above a threshold yields only pixels above it, and
 a cell whose corners all lie at or below it yields none. Only the *mixed* cells, where the mask
-boundary passes, need their pixels evaluated, with PyTorch's own index and weight formulas
-(``area_pixel_compute_source_index``: ``src = max(scale * (dst + 0.5) - 0.5, 0)``, ``scale = in /
-out``, the upper neighbour clamped at the last row/column) and its order of operations
-``h0 * (w0 * a + w1 * b) + h1 * (w0 * c + w1 * d)``. For boxes only the mixed cells outside the
-rows and columns already spanned by certain cells can move the box, so only those are evaluated.
+boundary passes, need their pixels evaluated, and those are evaluated with PyTorch's own index and
+weight formulas (``area_pixel_compute_source_index``: ``src = max(scale * (dst + 0.5) - 0.5, 0)``,
+``scale = in / out``, the upper neighbour clamped at the last row/column) and its order of
+operations ``h0 * (w0 * a + w1 * b) + h1 * (w0 * c + w1 * d)``.
 
-The results equal the full-resolution computation up to float rounding of values within ~1e-6
-of a threshold (tests/segment/test_lowres.py compares them with ``F.interpolate`` on smooth and
-noisy logits, integer and non-integer scales, up- and downsampling).
+Bit for bit: PyTorch's kernels are compiled with floating-point contraction, so on an AVX2 or
+AVX-512 CPU (and on CUDA) some of those multiply-adds are *fused* (one rounding instead of two);
+on the CPU the source index is ``fma(scale, dst + 0.5, -0.5)`` and both sums are
+``fma(x0, w0, x1 * w1)``. Which ones are fused depends on the build and the CPU, so
+:func:`arithmetic` finds out once per device by comparing the candidate orders with
+``F.interpolate`` on a probe, and the mixed cells are evaluated that way; fused multiply-adds are
+computed exactly (float64 product, an exact two-sum and round-to-odd, so the rounding to float32
+is the single rounding of a real FMA). Values at a threshold, which random-weight logits produce
+by the thousand, then fall on the same side as in ``F.interpolate`` + threshold
+(tests/segment/test_lowres.py: 100 seeds of such noise, smooth and sparse logits, integer and
+non-integer scales, up- and downsampling). For boxes only the mixed cells outside the rows and
+columns already spanned by certain cells can move the box, so only those are evaluated.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ class AxisMap:
 
     ``start[i]``/``count[i]``: the output pixels whose lower source index is ``i``;
     ``rows[i, j]`` the ``j``-th of them (-1 beyond ``count[i]``) and ``lo``/``hi`` their weights for
-    the values at ``i`` and at ``min(i + 1, size_in - 1)`` (the padded neighbour).
+    the values at ``i`` and at ``min(i + 1, size_in - 1)`` (the padded neighbour); NaN beyond ``count[i]``.
     """
 
     start: Any
@@ -41,13 +49,57 @@ class AxisMap:
     hi: Any
 
 
-def axis_map(size_in: int, size_out: int, device: Any = "cpu") -> AxisMap:
+def fma(x: Any, y: Any, z: Any) -> Any:
+    """``x * y + z`` for float32 tensors with one rounding, as a fused multiply-add.
+
+    The float64 product of two float32 values is exact; the float64 sum is made exact by a
+    two-sum, and an inexact sum is rounded to odd before the rounding to float32 (24 + 2 <= 53
+    bits), so the result is the correctly rounded FMA."""
+    import torch
+
+    p, q = x.double() * y.double(), z.double()
+    s = p + q
+    qv = s - p
+    pv = s - qv
+    err = (p - pv) + (q - qv)
+    even = (s.view(torch.int64) & 1) == 0
+    toward = torch.where(err > 0, torch.full_like(s, float("inf")), torch.full_like(s, float("-inf")))
+    return torch.where((err != 0) & even, torch.nextafter(s, toward), s).float()
+
+
+@dataclass(frozen=True)
+class Arithmetic:
+    """Which multiply-adds of the bilinear kernel are fused: the source index
+    ``scale * (dst + 0.5) - 0.5`` (``index``), the sums along a row (``inner``) and the sum of
+    the two rows (``outer``); for a sum ``x0 * w0 + x1 * w1``: ``None`` both products rounded,
+    0 ``fma(x0, w0, x1 * w1)``, 1 ``fma(x1, w1, x0 * w0)``."""
+
+    index: bool
+    inner: int | None
+    outer: int | None
+
+
+#: the order PyTorch's CPU kernel uses when compiled with FMA (x86-64 AVX2/AVX-512, aarch64)
+FUSED = Arithmetic(True, 0, 0)
+#: every product rounded (a build without contraction)
+PLAIN = Arithmetic(False, None, None)
+
+
+def _sum2(x0: Any, w0: Any, x1: Any, w1: Any, fused: int | None) -> Any:
+    if fused is None:
+        return x0 * w0 + x1 * w1
+    return fma(x0, w0, x1 * w1) if fused == 0 else fma(x1, w1, x0 * w0)
+
+
+def axis_map(size_in: int, size_out: int, device: Any = "cpu", arith: Arithmetic = PLAIN) -> AxisMap:
     """PyTorch's bilinear (``align_corners=False``) source indices and weights for one axis."""
     import torch
 
     scale = torch.tensor(size_in / size_out, dtype=torch.float32)
-    dst = torch.arange(size_out, dtype=torch.float32)
-    src = torch.clamp(scale * (dst + 0.5) - 0.5, min=0.0)
+    dst = torch.arange(size_out, dtype=torch.float32) + 0.5
+    half = torch.full_like(dst, -0.5)
+    src = fma(scale.expand_as(dst), dst, half) if arith.index else scale * dst + half
+    src = torch.clamp(src, min=0.0)
     i0 = torch.clamp(src.floor().long(), max=size_in - 1)
     l1 = torch.clamp(src - i0.float(), 0.0, 1.0)
     l0 = 1.0 - l1
@@ -59,9 +111,63 @@ def axis_map(size_in: int, size_out: int, device: Any = "cpu") -> AxisMap:
     valid = j[None, :] < count[:, None]
     rows = torch.where(valid, rows, torch.full_like(rows, -1))
     safe = rows.clamp(min=0)
-    lo = torch.where(valid, l0[safe], torch.zeros(()))
-    hi = torch.where(valid, l1[safe], torch.zeros(()))
+    nan = torch.full((), float("nan"))  # padding: every value computed there is NaN, never > t
+    lo = torch.where(valid, l0[safe], nan)
+    hi = torch.where(valid, l1[safe], nan)
     return AxisMap(*(t.to(device) for t in (start, count, rows, lo, hi)))
+
+
+#: arithmetic found per (device kind, low-resolution size, image size); a corpus has a few sizes
+_ARITHMETIC: dict[tuple[Any, ...], Arithmetic | None] = {}
+_ARITHMETIC_MAX = 512
+#: cells of the probe whose pixels are compared (a wrong order differs on ~1/3 of the pixels)
+_PROBE_CELLS = 256
+
+
+def _candidates() -> list[Arithmetic]:
+    import itertools
+
+    out = [FUSED, PLAIN]
+    for c in itertools.product((True, False), (None, 0, 1), (None, 0, 1)):
+        if Arithmetic(*c) not in out:
+            out.append(Arithmetic(*c))
+    return out
+
+
+def arithmetic(size_in: tuple[int, int], size_out: tuple[int, int], device: Any = "cpu") -> Arithmetic | None:
+    """The arithmetic ``F.interpolate(mode="bilinear", align_corners=False)`` uses from
+    ``size_in`` to ``size_out`` on ``device``'s kind, or None when no candidate reproduces it.
+
+    PyTorch picks its kernel by size (on this CPU, outputs up to 64x64 take another path), so
+    the answer is found per pair of sizes: a random probe of ``size_in`` is upsampled by
+    ``F.interpolate`` and the pixels of a sample of its cells are compared, bit for bit, with each
+    candidate order (a few ms, once per image size)."""
+    import torch
+    import torch.nn.functional as F
+
+    kind = torch.device(device).type
+    key = (kind, tuple(size_in), tuple(size_out))
+    if key not in _ARITHMETIC:
+        g = torch.Generator().manual_seed(0)
+        probe = (torch.randn(1, *size_in, generator=g) * 0.3 + 0.1).to(device)
+        ref = F.interpolate(probe[:, None], tuple(size_out), mode="bilinear", align_corners=False)[0, 0]
+        found = None
+        for arith in _candidates():
+            m = LowResMasks(probe, axis_map(size_in[0], size_out[0], device, arith),
+                            axis_map(size_in[1], size_out[1], device, arith), arith=arith)
+            cells = (m.cell_pixels() > 0).nonzero()
+            cells = cells[torch.randperm(cells.shape[0], generator=g)[:_PROBE_CELLS].to(cells.device)]
+            cells = torch.cat([torch.zeros_like(cells[:, :1]), cells], 1)
+            values, rows, cols = m.pixels(cells)
+            rows, cols = rows.expand_as(values), cols.expand_as(values)
+            valid = (rows >= 0) & (cols >= 0)
+            if torch.equal(values[valid], ref[rows[valid], cols[valid]]):
+                found = arith
+                break
+        if len(_ARITHMETIC) >= _ARITHMETIC_MAX:
+            _ARITHMETIC.pop(next(iter(_ARITHMETIC)))
+        _ARITHMETIC[key] = found
+    return _ARITHMETIC[key]
 
 
 @dataclass
@@ -71,12 +177,29 @@ class LowResMasks:
     logits: Any
     ys: AxisMap
     xs: AxisMap
+    arith: Arithmetic = PLAIN
+    #: ``(N, H, W)`` upsampled by ``F.interpolate`` when no candidate arithmetic reproduces it
+    full: Any = None
     _pad: Any = None
+    _scale: float | None = None
 
     @classmethod
-    def build(cls, logits: Any, hw: tuple[int, int]) -> "LowResMasks":
+    def build(cls, logits: Any, hw: tuple[int, int], arith: Arithmetic | None = None) -> "LowResMasks":
+        """``arith``: the bilinear kernel's arithmetic; by default the one :func:`arithmetic` finds
+        for these sizes on ``logits``' device, and when there is none the masks are upsampled
+        with ``F.interpolate`` itself (small images: outputs up to 64x64 here)."""
+        import torch.nn.functional as F
+
         n, h, w = logits.shape
-        return cls(logits.float(), axis_map(h, hw[0], logits.device), axis_map(w, hw[1], logits.device))
+        logits = logits.float()
+        full = None
+        if arith is None:
+            arith = arithmetic((h, w), hw, logits.device)
+            if arith is None:
+                arith = PLAIN
+                full = F.interpolate(logits[:, None], hw, mode="bilinear", align_corners=False)[:, 0]
+        return cls(logits, axis_map(h, hw[0], logits.device, arith),
+                   axis_map(w, hw[1], logits.device, arith), arith=arith, full=full)
 
     def _padded(self) -> Any:
         """``(N, h + 1, w + 1)``: the logits with the last row and column repeated (the upper
@@ -99,9 +222,8 @@ class LowResMasks:
         a, b, c, d = self.corners()
         return torch.minimum(torch.minimum(a, b), torch.minimum(c, d)), torch.maximum(torch.maximum(a, b), torch.maximum(c, d))
 
-    def pixels(self, cells: Any) -> tuple[Any, Any, Any]:
-        """Upsampled values of the pixels of ``cells`` (``(K, 3)``: n, row, col), shaped ``(K, R, C)``,
-        with their output rows and columns (-1 for padding)."""
+    def _gather(self, cells: Any) -> tuple[Any, ...]:
+        """Corners ``(K, 1, 1)`` and weights (``h`` ``(K, R, 1)``, ``w`` ``(K, 1, C)``) of ``cells``."""
         n, h, w = self.logits.shape
         flat = (cells[:, 0] * (h + 1) + cells[:, 1]) * (w + 1) + cells[:, 2]
         padded = self._padded().flatten()
@@ -110,8 +232,60 @@ class LowResMasks:
         r, q = cells[:, 1], cells[:, 2]
         h0, h1 = self.ys.lo[r][:, :, None], self.ys.hi[r][:, :, None]
         w0, w1 = self.xs.lo[q][:, None, :], self.xs.hi[q][:, None, :]
+        return a, b, c, d, h0, h1, w0, w1
+
+    def _rows_cols(self, cells: Any) -> tuple[Any, Any]:
+        return self.ys.rows[cells[:, 1]][:, :, None], self.xs.rows[cells[:, 2]][:, None, :]
+
+    def pixels(self, cells: Any) -> tuple[Any, Any, Any]:
+        """Upsampled values of the pixels of ``cells`` (``(K, 3)``: n, row, col), shaped ``(K, R, C)``,
+        with their output rows and columns (-1 for padding), in :attr:`arith`'s arithmetic."""
+        a, b, c, d, h0, h1, w0, w1 = self._gather(cells)
+        inner, outer = self.arith.inner, self.arith.outer
+        values = _sum2(_sum2(a, w0, b, w1, inner), h0, _sum2(c, w0, d, w1, inner), h1, outer)
+        return (values, *self._rows_cols(cells))
+
+    def above(self, cells: Any, t: float) -> tuple[Any, Any, Any]:
+        """Which pixels of ``cells`` are ``> t`` (``(K, R, C)`` bool, padding False: NaN), with their
+        output rows and columns. Evaluated in float32 with every product rounded, and again in
+        :attr:`arith`'s arithmetic only where the two could disagree: the orders differ by a few
+        units in the last place of the largest logit (~2.4e-7 of it), the margin is 1e-5 of it."""
+        import torch
+
+        rows, cols = self._rows_cols(cells)
+        if self.full is not None:
+            r, c = rows.expand(-1, -1, cols.shape[2]), cols.expand(-1, rows.shape[1], -1)
+            k = cells[:, 0][:, None, None].expand_as(r)
+            return (self.full[k, r.clamp(min=0), c.clamp(min=0)] > t) & (r >= 0) & (c >= 0), rows, cols
+        a, b, c, d, h0, h1, w0, w1 = self._gather(cells)
         values = h0 * (w0 * a + w1 * b) + h1 * (w0 * c + w1 * d)
-        return values, self.ys.rows[r][:, :, None], self.xs.rows[q][:, None, :]
+        if self.arith != PLAIN:
+            if self._scale is None:
+                self._scale = float(self.logits.abs().max()) if self.logits.numel() else 0.0
+            near = (values - t).abs() <= 1e-5 * (self._scale + abs(t))
+            if bool(near.any()):
+                k, i, j = near.nonzero(as_tuple=True)
+                pick = lambda x: x.expand_as(values)[k, i, j]  # noqa: E731
+                inner, outer = self.arith.inner, self.arith.outer
+                exact = _sum2(_sum2(pick(a), pick(w0), pick(b), pick(w1), inner), pick(h0),
+                              _sum2(pick(c), pick(w0), pick(d), pick(w1), inner), pick(h1), outer)
+                values = values.index_put((k, i, j), exact)
+        return values > t, rows, cols
+
+    def upsample(self) -> Any:
+        """``(N, H, W)``: every pixel, as :meth:`pixels` evaluates them (to check the arithmetic)."""
+        import torch
+
+        if self.full is not None:
+            return self.full
+        n, h, w = self.logits.shape
+        size = (int(self.ys.start[-1] + self.ys.count[-1]), int(self.xs.start[-1] + self.xs.count[-1]))
+        cells = torch.cartesian_prod(torch.arange(n), torch.arange(h), torch.arange(w)).to(self.logits.device)
+        values, rows, cols = self.pixels(cells)
+        out = torch.zeros((n, size[0] + 1, size[1] + 1), device=self.logits.device)
+        k = cells[:, 0][:, None, None].expand_as(values)
+        out[k, rows.expand_as(values), cols.expand_as(values)] = values
+        return out[:, :size[0], :size[1]]
 
     def cell_pixels(self) -> Any:
         """Number of output pixels of every cell, ``(h, w)`` int64."""
@@ -147,8 +321,7 @@ def count_above(m: LowResMasks, thresholds: tuple[float, ...], lo: Any = None, h
         counts = _certain_count(lo > t, m)
         mixed = _mixed(m, lo, hi, t)
         if mixed.shape[0]:
-            values, rows, cols = m.pixels(mixed)
-            above = ((values > t) & (rows >= 0) & (cols >= 0)).flatten(1).sum(1)
+            above = m.above(mixed, t)[0].flatten(1).sum(1)
             counts = counts.index_add(0, mixed[:, 0], above)
         out.append(counts)
     return torch.stack(out, 1)
@@ -188,8 +361,7 @@ def boxes_above(m: LowResMasks, t: float, lo: Any = None, hi: Any = None) -> tup
     cols_in = (torch.arange(w, device=lo.device)[None] >= c0[:, None]) & (torch.arange(w, device=lo.device)[None] <= c1[:, None])
     cells = _mixed(m, lo, hi, t, ~(rows_in[:, :, None] & cols_in[:, None, :]))
     if cells.shape[0]:
-        values, rows, cols = m.pixels(cells)
-        pos = (values > t) & (rows >= 0) & (cols >= 0)
+        pos, rows, cols = m.above(cells, t)
         rows, cols = rows.expand_as(pos), cols.expand_as(pos)
         big = int(1 << 30)
         k = cells[:, 0]
