@@ -54,9 +54,11 @@ def fma(x: Any, y: Any, z: Any) -> Any:
 
     The float64 product of two float32 values is exact; the float64 sum is made exact by a
     two-sum, and an inexact sum is rounded to odd before the rounding to float32 (24 + 2 <= 53
-    bits), so the result is the correctly rounded FMA."""
+    bits), so the result is the correctly rounded FMA. (On MPS, which has no float64, on the CPU.)"""
     import torch
 
+    if x.device.type == "mps":
+        return fma(x.cpu(), y.cpu(), z.cpu()).to(x.device)
     p, q = x.double() * y.double(), z.double()
     s = p + q
     qv = s - p
