@@ -122,8 +122,8 @@ def axis_map(size_in: int, size_out: int, device: Any = "cpu", arith: Arithmetic
 #: arithmetic found per (device kind, low-resolution size, image size); a corpus has a few sizes
 _ARITHMETIC: dict[tuple[Any, ...], Arithmetic | None] = {}
 _ARITHMETIC_MAX = 512
-#: cells of the probe whose pixels are compared (a wrong order differs on ~1/3 of the pixels)
-_PROBE_CELLS = 256
+#: cells of the probe whose pixels are compared (~30k pixels; a wrong order differs on ~1/3 of them)
+_PROBE_CELLS = 2048
 
 
 def _candidates() -> list[Arithmetic]:
