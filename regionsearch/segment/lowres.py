@@ -13,17 +13,18 @@ weight formulas (``area_pixel_compute_source_index``: ``src = max(scale * (dst +
 ``scale = in / out``, the upper neighbour clamped at the last row/column) and its order of
 operations ``h0 * (w0 * a + w1 * b) + h1 * (w0 * c + w1 * d)``.
 
-Bit for bit: PyTorch's kernels are compiled with floating-point contraction, so on an AVX2 or
-AVX-512 CPU (and on CUDA) some of those multiply-adds are *fused* (one rounding instead of two);
-on the CPU the source index is ``fma(scale, dst + 0.5, -0.5)`` and both sums are
-``fma(x0, w0, x1 * w1)``. Which ones are fused depends on the build and the CPU, so
-:func:`arithmetic` finds out once per device by comparing the candidate orders with
-``F.interpolate`` on a probe, and the mixed cells are evaluated that way; fused multiply-adds are
+Bit for bit: PyTorch's kernels are compiled with floating-point contraction, so some of those
+multiply-adds are *fused* (one rounding instead of two); on this project's x86-64 CPUs (AVX2) the
+source index is ``fma(scale, dst + 0.5, -0.5)`` and both sums are ``fma(x0, w0, x1 * w1)``.
+Which ones are fused depends on the build, the CPU and the sizes (small outputs take another
+kernel), so :func:`arithmetic` finds out once per device kind and pair of sizes by comparing the
+candidate orders with ``F.interpolate`` on a probe, and the mixed cells are evaluated that way
+(with no match, the chunk is upsampled by ``F.interpolate`` itself); fused multiply-adds are
 computed exactly (float64 product, an exact two-sum and round-to-odd, so the rounding to float32
 is the single rounding of a real FMA). Values at a threshold, which random-weight logits produce
 by the thousand, then fall on the same side as in ``F.interpolate`` + threshold
-(tests/segment/test_lowres.py: 100 seeds of such noise, smooth and sparse logits, integer and
-non-integer scales, up- and downsampling). For boxes only the mixed cells outside the rows and
+(tests/segment/test_lowres.py: 40 seeds x 3 sizes of such noise, smooth and sparse logits,
+integer and non-integer scales, up- and downsampling, thumbnails). For boxes only the mixed cells outside the rows and
 columns already spanned by certain cells can move the box, so only those are evaluated.
 """
 
