@@ -24,8 +24,9 @@ computed exactly (float64 product, an exact two-sum and round-to-odd, so the rou
 is the single rounding of a real FMA). Values at a threshold, which random-weight logits produce
 by the thousand, then fall on the same side as in ``F.interpolate`` + threshold
 (tests/segment/test_lowres.py: 40 seeds x 3 sizes of such noise, smooth and sparse logits,
-integer and non-integer scales, up- and downsampling, thumbnails). For boxes only the mixed cells outside the rows and
-columns already spanned by certain cells can move the box, so only those are evaluated.
+integer and non-integer scales, up- and downsampling, thumbnails). For boxes only the mixed
+cells outside the rows and columns already spanned by certain cells can move the box, so only
+those are evaluated.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ class AxisMap:
 
     ``start[i]``/``count[i]``: the output pixels whose lower source index is ``i``;
     ``rows[i, j]`` the ``j``-th of them (-1 beyond ``count[i]``) and ``lo``/``hi`` their weights for
-    the values at ``i`` and at ``min(i + 1, size_in - 1)`` (the padded neighbour); NaN beyond ``count[i]``.
+    the values at ``i`` and at ``min(i + 1, size_in - 1)`` (the padded neighbour); NaN beyond
+    ``count[i]``.
     """
 
     start: Any
@@ -82,7 +84,7 @@ class Arithmetic:
     outer: int | None
 
 
-#: the order PyTorch's CPU kernel uses when compiled with FMA (x86-64 AVX2/AVX-512, aarch64)
+#: the order PyTorch's CPU kernel was found to use on this project's AVX2 machines
 FUSED = Arithmetic(True, 0, 0)
 #: every product rounded (a build without contraction)
 PLAIN = Arithmetic(False, None, None)
@@ -92,6 +94,12 @@ def _sum2(x0: Any, w0: Any, x1: Any, w1: Any, fused: int | None) -> Any:
     if fused is None:
         return x0 * w0 + x1 * w1
     return fma(x0, w0, x1 * w1) if fused == 0 else fma(x1, w1, x0 * w0)
+
+
+def _bilinear(a: Any, b: Any, c: Any, d: Any, h0: Any, h1: Any, w0: Any, w1: Any, arith: Arithmetic) -> Any:
+    """``h0 * (w0 * a + w1 * b) + h1 * (w0 * c + w1 * d)`` in ``arith``'s arithmetic."""
+    top, bottom = _sum2(a, w0, b, w1, arith.inner), _sum2(c, w0, d, w1, arith.inner)
+    return _sum2(top, h0, bottom, h1, arith.outer)
 
 
 def axis_map(size_in: int, size_out: int, device: Any = "cpu", arith: Arithmetic = PLAIN) -> AxisMap:
@@ -243,10 +251,7 @@ class LowResMasks:
     def pixels(self, cells: Any) -> tuple[Any, Any, Any]:
         """Upsampled values of the pixels of ``cells`` (``(K, 3)``: n, row, col), shaped ``(K, R, C)``,
         with their output rows and columns (-1 for padding), in :attr:`arith`'s arithmetic."""
-        a, b, c, d, h0, h1, w0, w1 = self._gather(cells)
-        inner, outer = self.arith.inner, self.arith.outer
-        values = _sum2(_sum2(a, w0, b, w1, inner), h0, _sum2(c, w0, d, w1, inner), h1, outer)
-        return (values, *self._rows_cols(cells))
+        return (_bilinear(*self._gather(cells), self.arith), *self._rows_cols(cells))
 
     def above(self, cells: Any, t: float) -> tuple[Any, Any, Any]:
         """Which pixels of ``cells`` are ``> t`` (``(K, R, C)`` bool, padding False: NaN), with their
@@ -260,18 +265,15 @@ class LowResMasks:
             r, c = rows.expand(-1, -1, cols.shape[2]), cols.expand(-1, rows.shape[1], -1)
             k = cells[:, 0][:, None, None].expand_as(r)
             return (self.full[k, r.clamp(min=0), c.clamp(min=0)] > t) & (r >= 0) & (c >= 0), rows, cols
-        a, b, c, d, h0, h1, w0, w1 = self._gather(cells)
-        values = h0 * (w0 * a + w1 * b) + h1 * (w0 * c + w1 * d)
+        parts = self._gather(cells)
+        values = _bilinear(*parts, PLAIN)
         if self.arith != PLAIN:
             if self._scale is None:
                 self._scale = float(self.logits.abs().max()) if self.logits.numel() else 0.0
             near = (values - t).abs() <= 1e-5 * (self._scale + abs(t))
             if bool(near.any()):
                 k, i, j = near.nonzero(as_tuple=True)
-                pick = lambda x: x.expand_as(values)[k, i, j]  # noqa: E731
-                inner, outer = self.arith.inner, self.arith.outer
-                exact = _sum2(_sum2(pick(a), pick(w0), pick(b), pick(w1), inner), pick(h0),
-                              _sum2(pick(c), pick(w0), pick(d), pick(w1), inner), pick(h1), outer)
+                exact = _bilinear(*(x.expand_as(values)[k, i, j] for x in parts), self.arith)
                 values = values.index_put((k, i, j), exact)
         return values > t, rows, cols
 
