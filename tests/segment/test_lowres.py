@@ -52,14 +52,17 @@ def _reference(logits: torch.Tensor, hw: tuple[int, int]):
     ((37, 53), (20, 30)),
 ])
 def test_counts_boxes_and_emptiness_equal_the_upsampled_masks(kind, lowres, hw):
-    logits = _logits(kind, 5, *lowres, seed=zlib.crc32(repr((kind, lowres, hw)).encode()) % 10_000)
+    _assert_equal_to_reference(_logits(kind, 5, *lowres, seed=zlib.crc32(repr((kind, lowres, hw)).encode()) % 10_000), hw)
+
+
+def _assert_equal_to_reference(logits: torch.Tensor, hw: tuple[int, int], what: object = "") -> None:
     ref_counts, ref_boxes, ref_nonempty = _reference(logits, hw)
     m = LowResMasks.build(logits, hw)
     counts = count_above(m, THRESHOLDS)
     boxes, nonempty = boxes_above(m, 0.0)
-    assert torch.equal(counts, ref_counts), (counts - ref_counts).abs().max()
-    assert torch.equal(nonempty, ref_nonempty)
-    assert torch.equal(boxes, ref_boxes), (boxes, ref_boxes)
+    assert torch.equal(counts, ref_counts), (what, (counts - ref_counts).abs().max())
+    assert torch.equal(nonempty, ref_nonempty), what
+    assert torch.equal(boxes, ref_boxes), (what, boxes, ref_boxes)
 
 
 def test_a_mask_whose_corners_exceed_the_threshold_but_no_pixel_does_is_empty():
@@ -80,12 +83,7 @@ def test_random_weight_logits_at_the_threshold_count_as_f_interpolate_does_for_m
     # rounding of it; these seeds include draws that were 1 pixel off before the kernel's fused
     # multiply-adds were reproduced (seed 0 at 683x1024)
     for seed in range(40):
-        logits = _logits("noise", 2, *lowres, seed=seed)
-        ref_counts, ref_boxes, ref_nonempty = _reference(logits, hw)
-        m = LowResMasks.build(logits, hw)
-        assert torch.equal(count_above(m, THRESHOLDS), ref_counts), seed
-        boxes, nonempty = boxes_above(m, 0.0)
-        assert torch.equal(boxes, ref_boxes) and torch.equal(nonempty, ref_nonempty), seed
+        _assert_equal_to_reference(_logits("noise", 2, *lowres, seed=seed), hw, f"seed {seed}")
 
 
 @pytest.mark.parametrize("lowres,hw", [((37, 53), (251, 97)), ((37, 53), (20, 30)),
