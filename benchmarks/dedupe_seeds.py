@@ -58,6 +58,12 @@ VARIANTS = {
     "seed 90215": (90215, {}),
     "seed 90216": (90216, {}),
     "seed 90217": (90217, {}),
+    # four more (--variants 12), first run after every collapse setting was fixed; two rendered
+    # at other sizes (384 px; 224 px with up to 10 objects)
+    "seed 90218, 384 px": (90218, {"size": 384}),
+    "seed 90219": (90219, {}),
+    "seed 90220, 224 px, up to 10 objects": (90220, {"size": 224, "n_max": 10}),
+    "seed 90221": (90221, {}),
 }
 DEFAULT_VARIANTS = 3
 CONTAIN_SWEEP = (0.6, 0.7, 0.8, 0.9, None)
