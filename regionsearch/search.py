@@ -175,33 +175,37 @@ def _check_dedupe(iou: float | None, contain: float | None, best_fit: float | No
 class _Dedupe:
     """The masks kept so far, per image: :meth:`matches` says which kept hits a mask duplicates:
     IoU >= ``iou`` with one of its masks, or (mask regions only) lying >= ``contain`` inside one
-    or holding >= ``contain`` of one (COCO RLE, exact, no decoding)."""
+    or holding >= ``contain`` of one (COCO RLE, exact, no decoding). A mask kept with a ``floor``
+    (a bridge, see :meth:`_Hits.offer`) is matched only by candidates scoring at least that."""
 
     def __init__(self, iou: float | None, contain: float | None):
         self.iou, self.contain = iou, contain
-        #: per image: [rle, kind, group] of every mask kept; group None for a "more like this" seed
+        #: per image: [rle, kind, group, floor] of every mask kept; group None for a "more like
+        #: this" seed; floor None, or the lowest candidate score the mask is matched for
         self.kept: dict[int, list[list[Any]]] = {}
 
-    def matches(self, row: Any) -> list[int | None]:
-        """Every group (hit number, or None for a seed) that ``row`` duplicates, best match first
-        (an IoU match before a containment one, then by the overlap); empty when it is new."""
+    def matches(self, row: Any, score: float | None = None) -> list[int | None]:
+        """Every group (hit number, or None for a seed) that ``row`` (scoring ``score``) duplicates,
+        best match first (an IoU match before a containment one, then by the overlap); empty when
+        it is new."""
         if self.iou is None or row.kind == "track":
             return []  # a track's box and mask are one frame of it: overlap says nothing of the object
-        kept = self.kept.get(row.image_id, [])
+        kept = [e for e in self.kept.get(row.image_id, [])
+                if e[3] is None or (score is not None and score >= e[3])]
         if not kept:
             return []
-        iou = rle_iou([row.rle], [r for r, _, _ in kept])[0]
-        score = np.where(iou >= self.iou, 1.0 + iou, 0.0)
-        masks = [i for i, (_, kind, _) in enumerate(kept) if kind == "mask"]
+        iou = rle_iou([row.rle], [e[0] for e in kept])[0]
+        match = np.where(iou >= self.iou, 1.0 + iou, 0.0)
+        masks = [i for i, e in enumerate(kept) if e[1] == "mask"]
         if self.contain is not None and row.kind == "mask" and masks:
             rles = [kept[i][0] for i in masks]
             inside = rle_iou([row.rle], rles, crowd=[True] * len(rles))[0]  # of the new mask's area
             holds = rle_iou(rles, [row.rle], crowd=[True])[:, 0]             # of each kept mask's area
             both = np.maximum(inside, holds)
-            score[masks] = np.maximum(score[masks], np.where(both >= self.contain, both, 0.0))
+            match[masks] = np.maximum(match[masks], np.where(both >= self.contain, both, 0.0))
         out: list[int | None] = []
-        for i in np.argsort(-score, kind="stable"):
-            if score[i] <= 0.0:
+        for i in np.argsort(-match, kind="stable"):
+            if match[i] <= 0.0:
                 break
             if kept[i][2] not in out:
                 out.append(kept[i][2])
@@ -212,9 +216,9 @@ class _Dedupe:
         found = self.matches(row)
         return found[0] if found else False
 
-    def add(self, row: Any, group: int | None) -> None:
+    def add(self, row: Any, group: int | None, floor: float | None = None) -> None:
         if self.iou is not None and row.kind != "track":
-            self.kept.setdefault(row.image_id, []).append([row.rle, row.kind, group])
+            self.kept.setdefault(row.image_id, []).append([row.rle, row.kind, group, floor])
 
     def relabel(self, image_id: int, old: int, new: int) -> None:
         for entry in self.kept.get(image_id, []):
@@ -259,7 +263,10 @@ class _Hits:
     90217 each had one such repeat in a top 10). With ``merge``, a mask that duplicates two groups
     and scores within ``merge`` of both groups' best makes them one group (the better one stays),
     shown by that mask when it fits better than the shown one, at its own score (the whole
-    object, not a half)."""
+    object, not a half). The order the three come in does not matter: when the whole object
+    comes between the halves (it joins the first half's group), it stays a bridge, and the second
+    half, duplicating it and scoring within ``merge`` of it, joins that group instead of making
+    its own (seed 90217 with flip-averaged crop embeddings showed the object twice otherwise)."""
 
     def __init__(self, dedupe: _Dedupe, best_fit: float | None, per_image: int | None,
                  consensus: tuple[float, float, int] | None = None, merge: float | None = None):
@@ -316,7 +323,7 @@ class _Hits:
         if kth is not None and ((self.best_fit is None and not self.bonus and self.merge is None)
                                 or score < kth - self.reach):
             return True
-        found = self.dedupe.matches(row)
+        found = self.dedupe.matches(row, score)
         if found:
             group = found[0]
             if group is not None and row.kind == "mask":
@@ -330,6 +337,10 @@ class _Hits:
                         and shown.kind == "mask" and _fit(row) > _fit(shown)):
                     self.shown[group] = (row, score)
                     self.dedupe.add(row, group)
+                elif self.merge is not None and score >= self.top[group] - self.merge:
+                    # a bridge: a later mask that duplicates this one, scoring within ``merge`` of
+                    # it, joins the group, as it would have been merged had it come first
+                    self.dedupe.add(row, group, floor=score - self.merge)
             return False
         if self.per_image is not None:
             if self.count.get(row.image_id, 0) >= self.per_image:

@@ -271,3 +271,40 @@ def test_two_halves_of_an_object_become_one_hit_when_the_whole_object_holds_both
     assert [h.region_id for h in search_vector(source, q, k=5, dedupe_best_fit=None)] == [0, 3]
     with pytest.raises(InvalidRequestError):
         search_vector(source, q, k=1, dedupe_merge=-1.0)
+
+
+def test_two_halves_are_one_hit_whatever_order_the_whole_object_comes_in():
+    """The whole object may score between the two halves, and fit worse than the first (so it
+    does not show the group): it still ties the second half to the first half's group, as when it
+    comes last (seed 90217, flip-averaged crops: a purple triangle's halves, IoU 0.28, 45% / 42%
+    inside each other, at ranks 4 and 10 of one top 10, the whole object scoring between them)."""
+    from regionsearch.masks import encode_rle, mask_to_bbox
+    from regionsearch.search import RegionSet
+
+    def region(y0, y1, x0, x1, piou):
+        m = np.zeros((64, 64), bool)
+        m[y0:y1, x0:x1] = True
+        return Region(bbox=mask_to_bbox(m), area=int(m.sum()), rle=encode_rle(m), predicted_iou=piou,
+                      stability_score=0.9)
+
+    def run(scores, k=5, **kw):
+        regions = [region(10, 40, 10, 28, 0.95),   # left half, fits best
+                   region(10, 40, 22, 40, 0.78),   # right half: IoU with the left 0.2
+                   region(10, 40, 10, 40, 0.80),   # the whole object: holds both
+                   region(50, 60, 50, 60, 0.90)]   # another object
+        vectors = np.stack([_unit(np.array([c, np.sqrt(1 - c * c), 0, 0], np.float32)) for c in scores])
+        q = np.array([1, 0, 0, 0], np.float32)
+        return [h.region_id for h in search_vector(RegionSet(regions, vectors, 64, 64), q, k=k, **kw)]
+
+    between = (0.914, 0.890, 0.905, 0.5)   # left, right, whole: the whole comes second
+    last = (0.914, 0.905, 0.890, 0.5)      # the whole comes last: merged (the rule before)
+    assert run(last) == [0, 3]
+    assert run(between) == [0, 3]
+    # the right half scoring more than dedupe_merge below the whole is not tied to it
+    assert run((0.914, 0.840, 0.905, 0.5)) == [0, 1, 3]
+    # the whole object more than dedupe_merge below the first half is no bridge
+    assert run((0.914, 0.850, 0.860, 0.5)) == [0, 1, 3]
+    assert run(between, dedupe_merge=None) == [0, 1, 3]
+    # the same top hits whatever k
+    for k in (1, 2):
+        assert run(between, k=k) == [0, 3][:k]
