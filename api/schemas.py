@@ -54,7 +54,7 @@ class SearchFiltersIn(BaseModel):
     min_score: Optional[float] = Field(default=None, ge=-1, le=1, description=MIN_SCORE_DOC)
     per_image: Optional[Annotated[int, Field(ge=1, le=1000), BeforeValidator(_integral)]] = Field(default=None, description="at most this many hits per image")
     dedupe: bool = Field(default=True, description="collapse near-duplicate regions of one image (mask IoU >= the "
-                         "service's search.dedupe_iou, 0.8 by default, or one mask >= search.dedupe_contain, 0.7, "
+                         "service's search.dedupe_iou, 0.8 by default, or one mask >= search.dedupe_contain, 0.5, "
                          "inside the other) into the best-scoring one; false shows all")
     media: Literal["all", "image", "video"] = Field(
         default="all", description="image: regions of images; video: object tracks of videos; all: both, ranked "

@@ -220,7 +220,7 @@ def search(
     min_area: Annotated[Optional[float], typer.Option("--min-area", help="Minimum region area: a fraction of the image (<= 1) or pixels (> 1).")] = None,
     min_score: Annotated[Optional[float], typer.Option("--min-score", help="Minimum hit score (the similarity, plus a collapsed group's consensus bonus).")] = None,
     save: Annotated[Optional[Path], typer.Option("--save", help="Write one overlay PNG per hit into this folder (created if missing): the mask filled and outlined, rank and score; prints each file written.")] = None,
-    no_dedupe: Annotated[bool, typer.Option("--no-dedupe", help="Show near-duplicate regions too (by default a region of the same image as a better hit is dropped when their mask IoU is >= search.dedupe_iou, 0.8, or one mask lies >= search.dedupe_contain, 0.7, inside the other).")] = False,
+    no_dedupe: Annotated[bool, typer.Option("--no-dedupe", help="Show near-duplicate regions too (by default a region of the same image as a better hit is dropped when their mask IoU is >= search.dedupe_iou, 0.8, or one mask lies >= search.dedupe_contain, 0.5, inside the other).")] = False,
     media: Annotated[str, typer.Option("--media", help="image (regions of images), video (object tracks of videos: path, time range, frames) or all (both, ranked together).")] = "all",
     server: ServerOpt = None,
     config: ConfigOpt = None, data_dir: DataDirOpt = None, db: DbOpt = None, device: DeviceOpt = None,

@@ -204,8 +204,11 @@ class SearchConfig:
     #: ... and a mask region lying >= this fraction inside a better hit's mask, or holding >= this
     #: fraction of it (a part of the object; null: IoU only). Set on the held-out shapes scenes:
     #: 0.9 left 1 repeated instance in the 30 captions' top 10s (two halves of one star: IoU 0.59,
-    #: 72% / 77% inside each other), 0.7 none
-    dedupe_contain: float | None = 0.7
+    #: 72% / 77% inside each other); 0.7 none on the first 12 corpora, then 1 on seed 90225 (two
+    #: halves of a hexagon, 51% inside each other, scoring 0.89 and 0.72: too far apart for
+    #: ``dedupe_merge``); 0.5 none on 18 corpora, P@5 equal or higher on every one
+    #: (benchmarks/dedupe_seeds.py)
+    dedupe_contain: float | None = 0.5
     #: a collapsed group is shown by its best-fitting mask (SAM predicted IoU x stability) among
     #: the members scoring within this of the group's best (null: the best-scoring member). A part
     #: of an object often scores a little above the whole object (benchmarks/dedupe_seeds.py)
