@@ -58,7 +58,7 @@ VARIANTS = {
     "seed 90215": (90215, {}),
     "seed 90216": (90216, {}),
     "seed 90217": (90217, {}),
-    # four more (--variants 12), first run after every collapse setting was fixed; two rendered
+    # four more (--variants 12), first run after every collapse setting but dedupe_contain was fixed; two rendered
     # at other sizes (384 px; 224 px with up to 10 objects)
     "seed 90218, 384 px": (90218, {"size": 384}),
     "seed 90219": (90219, {}),
