@@ -19,6 +19,21 @@ def _unit(v):
     return v / np.linalg.norm(v)
 
 
+def _rect(y0, y1, x0, x1, piou=0.9, stab=None, size=40):
+    """A region whose mask is the rectangle [y0:y1, x0:x1] of a ``size`` x ``size`` image."""
+    from regionsearch.masks import encode_rle, mask_to_bbox
+
+    m = np.zeros((size, size), bool)
+    m[y0:y1, x0:x1] = True
+    return Region(bbox=mask_to_bbox(m), area=int(m.sum()), rle=encode_rle(m), predicted_iou=piou,
+                  stability_score=stab)
+
+
+def _cosine(c):
+    """A unit vector whose cosine with the query (the first axis) is ``c``."""
+    return _unit(np.array([c, np.sqrt(1 - c * c), 0, 0], np.float32))
+
+
 def _image(path, vectors, kinds):
     regs = [Region((0.0, 0.0, 4.0, 4.0), 16, {"size": [8, 8], "counts": "PP0"}, 0.9, 0.95, kind=k) for k in kinds]
     return ImageResult(str(path), f"sha-{path.name}", 8, 8, "k", regs, np.stack([_unit(v) for v in vectors]))
@@ -64,19 +79,13 @@ def test_a_scene_that_clearly_beats_its_objects_is_kept(dd):
 
 
 def test_near_duplicates_collapse_into_the_best_hit_unless_dedupe_is_off():
-    from regionsearch.masks import encode_rle, mask_to_bbox
     from regionsearch.search import RegionSet
 
-    def region(y0, y1, x0, x1):
-        m = np.zeros((40, 40), bool)
-        m[y0:y1, x0:x1] = True
-        return Region(bbox=mask_to_bbox(m), area=int(m.sum()), rle=encode_rle(m), predicted_iou=0.9)
-
-    regions = [region(0, 20, 0, 20),    # the object
-               region(0, 20, 0, 18),    # near-copy: IoU 0.9
-               region(0, 8, 0, 8),      # a part of it: IoU 0.16, but all of it lies inside
-               region(0, 20, 0, 21),    # the object plus a sliver: IoU 0.95
-               region(25, 40, 25, 40)]  # another object
+    regions = [_rect(0, 20, 0, 20),    # the object
+               _rect(0, 20, 0, 18),    # near-copy: IoU 0.9
+               _rect(0, 8, 0, 8),      # a part of it: IoU 0.16, but all of it lies inside
+               _rect(0, 20, 0, 21),    # the object plus a sliver: IoU 0.95
+               _rect(25, 40, 25, 40)]  # another object
     q = np.zeros(4, np.float32)
     q[0] = 1
     vectors = np.stack([_unit(np.array([1.0, s, 0, 0], np.float32)) for s in (0.0, 0.1, 0.2, 0.3, 0.4)])
@@ -90,15 +99,9 @@ def test_near_duplicates_collapse_into_the_best_hit_unless_dedupe_is_off():
 def test_more_like_this_drops_near_duplicates_of_the_query_region():
     """A region's own near-copies (the same object found twice by SAM) are not "similar regions":
     with the query region excluded they would come first with a score of ~1.0."""
-    from regionsearch.masks import encode_rle, mask_to_bbox
     from regionsearch.search import RegionSet
 
-    def region(y0, y1, x0, x1):
-        m = np.zeros((40, 40), bool)
-        m[y0:y1, x0:x1] = True
-        return Region(bbox=mask_to_bbox(m), area=int(m.sum()), rle=encode_rle(m), predicted_iou=0.9)
-
-    regions = [region(0, 20, 0, 20), region(0, 20, 0, 19), region(25, 40, 25, 40), region(22, 30, 0, 10)]
+    regions = [_rect(0, 20, 0, 20), _rect(0, 20, 0, 19), _rect(25, 40, 25, 40), _rect(22, 30, 0, 10)]
     vectors = np.stack([_unit(np.array([1.0, s, 0, 0], np.float32)) for s in (0.0, 0.01, 0.3, 0.5)])
     source = RegionSet(regions, vectors, 40, 40)
     like_0 = search_vector(source, vectors[0], k=5, exclude=(0,))
@@ -133,22 +136,15 @@ def test_a_collapsed_group_is_shown_by_its_best_fitting_member():
     """Issue #17: SAM's part of an object (or the object plus a piece of its neighbour) can score a
     little above the object; the group is shown by the member SAM says fits best (predicted IoU x
     stability) among those within ``dedupe_best_fit`` of the best score, at its own score."""
-    from regionsearch.masks import encode_rle, mask_to_bbox
     from regionsearch.search import RegionSet
 
-    def region(y0, y1, x0, x1, piou, stab):
-        m = np.zeros((40, 40), bool)
-        m[y0:y1, x0:x1] = True
-        return Region(bbox=mask_to_bbox(m), area=int(m.sum()), rle=encode_rle(m), predicted_iou=piou,
-                      stability_score=stab)
-
-    regions = [region(0, 12, 0, 20, 0.85, 0.80),    # a part of the object, scores 1.0
-               region(0, 20, 0, 20, 0.98, 0.97),    # the object, 0.99
-               region(0, 20, 0, 22, 0.99, 0.99),    # the object plus a sliver: fits "best", scores 0.90
-               region(25, 40, 25, 40, 0.9, 0.9)]    # another object, 0.5
+    regions = [_rect(0, 12, 0, 20, 0.85, 0.80),    # a part of the object, scores 1.0
+               _rect(0, 20, 0, 20, 0.98, 0.97),    # the object, 0.99
+               _rect(0, 20, 0, 22, 0.99, 0.99),    # the object plus a sliver: fits "best", scores 0.90
+               _rect(25, 40, 25, 40, 0.9, 0.9)]    # another object, 0.5
     q = np.zeros(4, np.float32)
     q[0] = 1
-    vectors = np.stack([_unit(np.array([c, np.sqrt(1 - c * c), 0, 0], np.float32)) for c in (1.0, 0.99, 0.90, 0.5)])
+    vectors = np.stack([_cosine(c) for c in (1.0, 0.99, 0.90, 0.5)])
     source = RegionSet(regions, vectors, 40, 40)
     hits = search_vector(source, q, k=5, dedupe_consensus=(None, 0.0, 0))
     assert [h.region_id for h in hits] == [1, 3]
@@ -165,16 +161,12 @@ def test_a_collapsed_group_is_shown_by_its_best_fitting_member():
 def _consensus_source(specs):
     """A RegionSet of square masks: ``specs`` = (y0, x0, size, cosine with the query[, SAM's
     predicted IoU]) each."""
-    from regionsearch.masks import encode_rle, mask_to_bbox
     from regionsearch.search import RegionSet
 
     regions, vectors = [], []
     for y0, x0, size, c, *piou in specs:
-        m = np.zeros((64, 64), bool)
-        m[y0:y0 + size, x0:x0 + size] = True
-        regions.append(Region(bbox=mask_to_bbox(m), area=int(m.sum()), rle=encode_rle(m),
-                              predicted_iou=piou[0] if piou else 0.9, stability_score=0.9))
-        vectors.append(_unit(np.array([c, np.sqrt(1 - c * c), 0, 0], np.float32)))
+        regions.append(_rect(y0, y0 + size, x0, x0 + size, piou[0] if piou else 0.9, 0.9, size=64))
+        vectors.append(_cosine(c))
     q = np.zeros(4, np.float32)
     q[0] = 1
     return RegionSet(regions, np.stack(vectors), 64, 64), q
@@ -241,22 +233,15 @@ def test_two_halves_of_an_object_become_one_hit_when_the_whole_object_holds_both
     neither 0.7 inside the other) and the whole object; each half scored above the whole, so the
     top 10 showed the object twice. The whole, within ``dedupe_merge`` of both halves' scores,
     makes their groups one, shown by it (it fits best): the object's box, not a half's."""
-    from regionsearch.masks import encode_rle, mask_to_bbox
     from regionsearch.search import RegionSet
 
-    def region(y0, y1, x0, x1, piou):
-        m = np.zeros((64, 64), bool)
-        m[y0:y1, x0:x1] = True
-        return Region(bbox=mask_to_bbox(m), area=int(m.sum()), rle=encode_rle(m), predicted_iou=piou,
-                      stability_score=0.9)
-
-    regions = [region(10, 40, 10, 28, 0.80),   # left half (and a little more), 0.914
-               region(10, 40, 22, 40, 0.78),   # right half, 0.913: IoU with the left 0.2
-               region(10, 40, 10, 40, 0.96),   # the whole object, 0.885: holds both
-               region(50, 60, 50, 60, 0.90)]   # another object, 0.5
+    regions = [_rect(10, 40, 10, 28, 0.80, 0.9, size=64),   # left half (and a little more), 0.914
+               _rect(10, 40, 22, 40, 0.78, 0.9, size=64),   # right half, 0.913: IoU with the left 0.2
+               _rect(10, 40, 10, 40, 0.96, 0.9, size=64),   # the whole object, 0.885: holds both
+               _rect(50, 60, 50, 60, 0.90, 0.9, size=64)]   # another object, 0.5
     q = np.zeros(4, np.float32)
     q[0] = 1
-    vectors = np.stack([_unit(np.array([c, np.sqrt(1 - c * c), 0, 0], np.float32)) for c in (0.914, 0.913, 0.885, 0.5)])
+    vectors = np.stack([_cosine(c) for c in (0.914, 0.913, 0.885, 0.5)])
     source = RegionSet(regions, vectors, 64, 64)
     hits = search_vector(source, q, k=5)
     # shown by the whole object (it fits best), at its own score plus one further find within 0.02
@@ -278,21 +263,14 @@ def test_two_halves_are_one_hit_whatever_order_the_whole_object_comes_in():
     does not show the group): it still ties the second half to the first half's group, as when it
     comes last (seed 90217, flip-averaged crops: a purple triangle's halves, IoU 0.28, 45% / 42%
     inside each other, at ranks 4 and 10 of one top 10, the whole object scoring between them)."""
-    from regionsearch.masks import encode_rle, mask_to_bbox
     from regionsearch.search import RegionSet
 
-    def region(y0, y1, x0, x1, piou):
-        m = np.zeros((64, 64), bool)
-        m[y0:y1, x0:x1] = True
-        return Region(bbox=mask_to_bbox(m), area=int(m.sum()), rle=encode_rle(m), predicted_iou=piou,
-                      stability_score=0.9)
-
     def run(scores, k=5, **kw):
-        regions = [region(10, 40, 10, 28, 0.95),   # left half, fits best
-                   region(10, 40, 22, 40, 0.78),   # right half: IoU with the left 0.2
-                   region(10, 40, 10, 40, 0.80),   # the whole object: holds both
-                   region(50, 60, 50, 60, 0.90)]   # another object
-        vectors = np.stack([_unit(np.array([c, np.sqrt(1 - c * c), 0, 0], np.float32)) for c in scores])
+        regions = [_rect(10, 40, 10, 28, 0.95, 0.9, size=64),   # left half, fits best
+                   _rect(10, 40, 22, 40, 0.78, 0.9, size=64),   # right half: IoU with the left 0.2
+                   _rect(10, 40, 10, 40, 0.80, 0.9, size=64),   # the whole object: holds both
+                   _rect(50, 60, 50, 60, 0.90, 0.9, size=64)]   # another object
+        vectors = np.stack([_cosine(c) for c in scores])
         q = np.array([1, 0, 0, 0], np.float32)
         return [h.region_id for h in search_vector(RegionSet(regions, vectors, 64, 64), q, k=k, **kw)]
 
