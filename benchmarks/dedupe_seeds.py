@@ -1,7 +1,7 @@
 """Near-duplicate collapse on held-out corpora the thresholds were NOT chosen on.
 
-``search.dedupe_iou`` (0.8) and ``search.dedupe_contain`` (first 0.7, now 0.5) were set looking at the test
-corpus (seed 90210, ``tests/e2e/test_search_quality.py``). This script checks them on other seeds
+``search.dedupe_iou`` (0.8) and ``search.dedupe_contain`` (first 0.7, now 0.5) were set looking
+at the test corpus (seed 90210, ``tests/e2e/test_search_quality.py``). This script checks them on other seeds
 and on a differently rendered corpus (larger images, more objects per scene): for every variant it
 indexes the scenes with ``--config tiny`` and reports, over the 30 captions' top-10 hits,
 
@@ -58,8 +58,8 @@ VARIANTS = {
     "seed 90215": (90215, {}),
     "seed 90216": (90216, {}),
     "seed 90217": (90217, {}),
-    # four more (--variants 12), first run after every collapse setting but dedupe_contain was fixed; two rendered
-    # at other sizes (384 px; 224 px with up to 10 objects)
+    # four more (--variants 12), first run after every collapse setting but dedupe_contain was
+    # fixed; two rendered at other sizes (384 px; 224 px with up to 10 objects)
     "seed 90218, 384 px": (90218, {"size": 384}),
     "seed 90219": (90219, {}),
     "seed 90220, 224 px, up to 10 objects": (90220, {"size": 224, "n_max": 10}),
