@@ -73,6 +73,15 @@ VARIANTS = {
     "seed 90225": (90225, {}),
     "seed 90226, 320 px, up to 10 objects": (90226, {"size": 320, "n_max": 10}),
     "seed 90227, smaller shapes": (90227, {"scale_range": (0.05, 0.16)}),
+    # six more (--variants 24), first run after every setting was fixed (no setting has moved
+    # since), five rendered in ways no earlier corpus was: less and more occlusion, one background
+    # kind, always crowded, small crowded images, large images with a wider size spread
+    "seed 90228, less occlusion": (90228, {"min_visible_fraction": 0.5}),
+    "seed 90229, striped backgrounds only": (90229, {"backgrounds": ("stripes",)}),
+    "seed 90230, 200 px, up to 10 objects": (90230, {"size": 200, "n_max": 10}),
+    "seed 90231, 4 to 9 objects": (90231, {"n_min": 4, "n_max": 9}),
+    "seed 90232, more occlusion": (90232, {"min_visible_fraction": 0.2}),
+    "seed 90233, 352 px, wider size spread": (90233, {"size": 352, "scale_range": (0.05, 0.25)}),
 }
 DEFAULT_VARIANTS = 3
 CONTAIN_SWEEP = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9, None)
@@ -148,6 +157,7 @@ def _measure(engine, scenes, paths, search_cfg, dedupe: bool) -> dict:
         p5.append(good / 5.0)
         once.append(len(found) / 5.0)
     return {"repeated_instances_top10": repeats, "mean_p_at_5": round(float(np.mean(p5)), 4),
+            "p_at_5_by_caption": dict(zip(CLASSES, p5)),
             "mean_p_at_5_each_object_once": round(float(np.mean(once)), 4), "wrong_top5": dict(wrong),
             "whole_image_hits_top5": whole5, "whole_image_hits_top10": whole10}
 
@@ -209,6 +219,32 @@ def run_variant(seed: int, kwargs: dict | None, work: Path) -> dict:
         engine.close()
 
 
+def pooled(figures: dict) -> dict:
+    """Every (corpus, caption) query of the variants run, compared pairwise.
+
+    Collapse against the same ranking without it, and against the ranking before issue #17 without
+    it: the mean P@5 over all queries, how many queries are higher / equal / lower, and which
+    corpora's mean is lower.
+    """
+    rows = {"with collapse": lambda r: r["default"], "without": lambda r: r["no_dedupe"],
+            "before #17": lambda r: r["before_issue_17"]["no_dedupe"]}
+    per = {label: [] for label in rows}
+    for r in figures.values():
+        for label, pick in rows.items():
+            per[label].extend(pick(r)["p_at_5_by_caption"].values())
+    out = {"corpora": len(figures), "queries": len(per["with collapse"]),
+           "mean_p_at_5": {label: round(float(np.mean(v)), 4) for label, v in per.items()}}
+    with_ = np.asarray(per["with collapse"])
+    for label in ("without", "before #17"):
+        other = np.asarray(per[label])
+        out[f"queries_vs_{label}"] = {"higher": int((with_ > other).sum()), "equal": int((with_ == other).sum()),
+                                      "lower": int((with_ < other).sum())}
+        out[f"corpora_lower_than_{label}"] = [
+            name for name, r in figures.items()
+            if r["default"]["mean_p_at_5"] < rows[label](r)["mean_p_at_5"]]
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--variants", type=int, default=DEFAULT_VARIANTS,
@@ -242,6 +278,16 @@ def main() -> None:
                   f"each object once {m['mean_p_at_5_each_object_once']:.3f}  wrong top-5: {m['wrong_top5']}")
         for c, m in r["contain_sweep"].items():
             print(f"    dedupe_contain {c}: repeats {m['repeated_instances_top10']}, P@5 {m['mean_p_at_5']:.3f}")
+    if len(figures) > 1:
+        summary = pooled(figures)
+        m = summary["mean_p_at_5"]
+        print(f"all {summary['corpora']} corpora, {summary['queries']} queries: mean P@5 with collapse "
+              f"{m['with collapse']:.3f}, without {m['without']:.3f}, before #17 {m['before #17']:.3f}")
+        for label in ("without", "before #17"):
+            q = summary[f"queries_vs_{label}"]
+            print(f"    against {label}: queries higher {q['higher']}, equal {q['equal']}, lower {q['lower']}; "
+                  f"corpora lower: {summary[f'corpora_lower_than_{label}'] or 'none'}")
+        figures = {**figures, "all_corpora": summary}
     print("results:", save_results(args.save, figures))
 
 
